@@ -1,0 +1,56 @@
+/**
+ * Tunables of the Raft core, all in ticks or counts: the core never reads a clock, so the
+ * driver decides how long a tick is (tickMs in the node config).
+ */
+export interface RaftOptions {
+  readonly group: string
+  readonly id: string
+  /** Election timeout is drawn uniformly from [electionTicks, 2 * electionTicks). */
+  readonly electionTicks: number
+  readonly heartbeatTicks: number
+  readonly preVote: boolean
+  readonly checkQuorum: boolean
+  /** Serve reads from the leader lease (needs checkQuorum) instead of a heartbeat round. */
+  readonly leaseRead: boolean
+  readonly maxEntriesPerAppend: number
+  readonly maxBytesPerAppend: number
+  readonly maxInflightAppends: number
+  readonly snapshotChunkBytes: number
+  readonly maxInflightSnapshotChunks: number
+  /** A snapshot is due once this many entries were applied since the last one (0: never). */
+  readonly snapshotEntries: number
+  /** ...or this many ticks passed with something applied since the last one (0: never). */
+  readonly snapshotTicks: number
+  /** Entries kept below a snapshot so slightly lagging followers need no snapshot. */
+  readonly logRetainEntries: number
+  /** A new voter must catch up within this many ticks, else the membership change fails. */
+  readonly catchupTicks: number
+  /** A peer is caught up when it lags the leader by at most this many entries. */
+  readonly catchupMarginEntries: number
+  /** A leadership transfer must finish within this many ticks, else it is aborted. */
+  readonly transferTicks: number
+  /** Seed of the core's own PRNG (election jitter); distinct per node. */
+  readonly seed: number
+}
+
+export const defaultRaftOptions = (group: string, id: string, seed: number): RaftOptions => ({
+  group,
+  id,
+  electionTicks: 10,
+  heartbeatTicks: 1,
+  preVote: true,
+  checkQuorum: true,
+  leaseRead: false,
+  maxEntriesPerAppend: 512,
+  maxBytesPerAppend: 1 << 20,
+  maxInflightAppends: 64,
+  snapshotChunkBytes: 256 * 1024,
+  maxInflightSnapshotChunks: 8,
+  snapshotEntries: 10_000,
+  snapshotTicks: 0,
+  logRetainEntries: 1_000,
+  catchupTicks: 100,
+  catchupMarginEntries: 16,
+  transferTicks: 20,
+  seed
+})
