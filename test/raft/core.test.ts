@@ -1,0 +1,148 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Scripted } from "./harness.js"
+
+const three = ["a", "b", "c"]
+
+describe("election", () => {
+  it("elects exactly one leader and every node learns it", () => {
+    const net = new Scripted(three)
+    const leader = net.elect()
+    net.run(5)
+    for (const id of three) expect(net.core(id).status().leader).toBe(leader)
+  })
+
+  it("elects a new leader after the old one is isolated, in a higher term", () => {
+    const net = new Scripted(three)
+    const old = net.elect()
+    const term = net.core(old).status().term
+    net.isolate(old)
+    net.run(60)
+    const others = three.filter((x) => x !== old)
+    const newLeader = others.find((x) => net.core(x).status().role === "leader")
+    expect(newLeader).toBeDefined()
+    expect(net.core(newLeader!).status().term).toBeGreaterThan(term)
+    // CheckQuorum: the isolated leader stepped down on its own.
+    expect(net.core(old).status().role).not.toBe("leader")
+  })
+
+  it("PreVote: an isolated follower does not raise its term and does not disturb on rejoin", () => {
+    const net = new Scripted(three)
+    const leader = net.elect()
+    const follower = three.find((x) => x !== leader)!
+    const term = net.core(leader).status().term
+    net.isolate(follower)
+    net.run(100)
+    expect(net.core(follower).status().term).toBe(term)
+    net.heal()
+    net.run(20)
+    expect(net.core(leader).status().role).toBe("leader")
+    expect(net.core(leader).status().term).toBe(term)
+  })
+
+  it("a non-member campaigning does not raise the group's term", () => {
+    const net = new Scripted(three)
+    const leader = net.elect()
+    const term = net.core(leader).status().term
+    net.add("d", [...three, "d"])
+    net.run(100)
+    expect(net.core(leader).status().role).toBe("leader")
+    expect(net.core(leader).status().term).toBe(term)
+    for (const id of three) expect(net.core(id).status().voters).toEqual(three)
+  })
+})
+
+describe("replication", () => {
+  it("commits proposals on every node in order", () => {
+    const net = new Scripted(three)
+    net.elect()
+    for (let i = 0; i < 20; i++) net.propose(`v${i}`)
+    net.run(5)
+    for (const id of three) expect(net.appliedData(id)).toEqual(Array.from({ length: 20 }, (_, i) => `v${i}`))
+  })
+
+  it("no commit without a majority", () => {
+    const net = new Scripted(three)
+    const leader = net.elect()
+    for (const x of three) if (x !== leader) net.isolate(x)
+    const before = net.core(leader).status().commitIndex
+    net.core(leader).propose(["lost"])
+    net.run(5)
+    expect(net.core(leader).status().commitIndex).toBe(before)
+  })
+})
+
+describe("membership", () => {
+  it("adds a peer by joint consensus after it catches up", () => {
+    const net = new Scripted(three)
+    const leader = net.elect()
+    for (let i = 0; i < 30; i++) net.propose(`v${i}`)
+    net.add("d", [...three, "d"])
+    expect(net.core(leader).changeMembership("job1", [...three, "d"])).toBeUndefined()
+    net.run(20)
+    expect(net.notices.find((n) => n._tag === "ConfChangeDone" && n.id === "job1")).toBeDefined()
+    for (const id of [...three, "d"]) expect([...net.core(id).status().voters].sort()).toEqual([...three, "d"])
+    expect(net.appliedData("d").length).toBe(30)
+  })
+
+  it("a removed leader steps down once the new configuration commits", () => {
+    const net = new Scripted(three)
+    const leader = net.elect()
+    const rest = three.filter((x) => x !== leader)
+    net.core(leader).changeMembership("rm", rest)
+    net.run(40)
+    expect(net.notices.find((n) => n._tag === "ConfChangeDone" && n.id === "rm")).toBeDefined()
+    expect(net.core(leader).status().role).toBe("follower")
+    const newLeader = rest.find((x) => net.core(x).status().role === "leader")
+    expect(newLeader).toBeDefined()
+  })
+})
+
+describe("leadership transfer", () => {
+  it("hands over to a follower", () => {
+    const net = new Scripted(three)
+    const leader = net.elect()
+    const target = three.find((x) => x !== leader)!
+    net.core(leader).transferLeadership("t1", target)
+    net.run(5)
+    expect(net.leader()).toBe(target)
+    expect(net.notices.find((n) => n._tag === "TransferDone" && n.id === "t1")).toBeDefined()
+  })
+
+  it("to the current leader is done at once", () => {
+    const net = new Scripted(three)
+    const leader = net.elect()
+    net.core(leader).transferLeadership("t2", leader)
+    net.settle()
+    expect(net.notices.find((n) => n._tag === "TransferDone" && n.id === "t2")).toBeDefined()
+  })
+})
+
+describe("reads", () => {
+  it("ReadIndex confirms leadership with a quorum and returns the commit index", () => {
+    const net = new Scripted(three)
+    const leader = net.elect()
+    net.propose("x")
+    net.run(2)
+    net.core(leader).readIndex("r1")
+    net.settle()
+    const n = net.notices.find((x) => x._tag === "ReadReady" && x.id === "r1")
+    expect(n).toBeDefined()
+    expect((n as { index: number }).index).toBe(net.core(leader).status().commitIndex)
+  })
+})
+
+describe("snapshots", () => {
+  it("a lagging follower is brought up to date by InstallSnapshot in chunks", () => {
+    const net = new Scripted(three, { snapshotEntries: 20, logRetainEntries: 2, snapshotChunkBytes: 64 })
+    const leader = net.elect()
+    const lag = three.find((x) => x !== leader)!
+    net.isolate(lag)
+    for (let i = 0; i < 100; i++) net.propose(`v${i}`)
+    net.run(5)
+    net.heal()
+    net.sent.length = 0
+    net.run(20)
+    expect(net.sent.filter((m) => m._tag === "InstallSnapshot").length).toBeGreaterThan(1)
+    expect(net.appliedData(lag)).toEqual(net.appliedData(leader))
+  })
+})
