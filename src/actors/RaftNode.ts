@@ -1,0 +1,361 @@
+import { Context, Data, Deferred, Effect, Layer, Metric, Option, PubSub, Queue, Schedule, Stream, SubscriptionRef } from "effect"
+import { encodeCommand, type StateCommand } from "../domain/jobs.js"
+import { bootstrapPersisted, RaftCore } from "../domain/raft/core.js"
+import type { RaftOptions } from "../domain/raft/options.js"
+import type { Notice, RaftStatus, Ready, Refusal, Role } from "../domain/raft/ready.js"
+import type { ClusterState } from "../domain/state.js"
+import type { Journal } from "../storage/Journal.js"
+import type { RaftStorage } from "../storage/RaftStorage.js"
+import { metrics } from "./metrics.js"
+import { type AppliedEntry, StateMachine } from "./StateMachine.js"
+import { type Inbound, Transport } from "./Transport.js"
+
+// ------------------------------------------------------------------ errors operators meet
+
+export class NotLeader extends Data.TaggedError("NotLeader")<{ readonly leader: string | null }> {}
+export class Busy extends Data.TaggedError("Busy")<{ readonly reason: string }> {}
+export class InvalidChange extends Data.TaggedError("InvalidChange")<{ readonly reason: string }> {}
+/** The operation was started but did not complete: timeout, lost leadership, lagging peer. */
+export class OperationFailed extends Data.TaggedError("OperationFailed")<{ readonly reason: string }> {}
+
+export type RaftError = NotLeader | Busy | InvalidChange | OperationFailed
+
+const fromRefusal = (r: Refusal): RaftError => {
+  switch (r._tag) {
+    case "NotLeader":
+      return new NotLeader({ leader: r.leader })
+    case "TransferInProgress":
+      return new Busy({ reason: `a leadership transfer to ${r.target} is in progress` })
+    case "ChangeInProgress":
+      return new Busy({ reason: "a membership change is in progress" })
+    case "InvalidChange":
+      return new InvalidChange({ reason: r.reason })
+  }
+}
+
+// ------------------------------------------------------------------ the service
+
+/** Who leads, as seen by this node; published on every change. */
+export interface Leadership {
+  readonly role: Role
+  readonly term: number
+  readonly leader: string | null
+}
+
+export interface RaftNodeApi {
+  readonly id: string
+  /** Proposes a command; succeeds once it is committed and applied here, with its events. */
+  readonly submit: (command: StateCommand) => Effect.Effect<AppliedEntry, RaftError>
+  /** The replicated state, linearizably: confirmed leadership and applied up to the read index. */
+  readonly read: Effect.Effect<ClusterState, RaftError>
+  /** This node's state as applied so far (may lag the leader). */
+  readonly localState: Effect.Effect<ClusterState>
+  readonly changeMembership: (voters: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, RaftError>
+  readonly transferLeadership: (target: string) => Effect.Effect<string, RaftError>
+  readonly status: Effect.Effect<RaftStatus>
+  readonly leadership: SubscriptionRef.SubscriptionRef<Leadership>
+  /** Every applied entry with its events, in order. */
+  readonly applied: PubSub.PubSub<AppliedEntry>
+}
+
+export class RaftNode extends Context.Tag("cluster_mgr/RaftNode")<RaftNode, RaftNodeApi>() {}
+
+export interface RaftNodeSettings {
+  readonly raft: RaftOptions
+  readonly tickMs: number
+  /** Voters written on first start into an empty data directory. */
+  readonly initialVoters: ReadonlyArray<string>
+  readonly storage: RaftStorage
+  readonly journal: Journal
+}
+
+// ------------------------------------------------------------------ the actor
+
+type Input =
+  | { readonly _tag: "Tick" }
+  | { readonly _tag: "Inbound"; readonly inbound: Inbound }
+  | { readonly _tag: "Propose"; readonly data: string; readonly done: Deferred.Deferred<AppliedEntry, RaftError> }
+  | { readonly _tag: "Change"; readonly voters: ReadonlyArray<string>; readonly done: Deferred.Deferred<ReadonlyArray<string>, RaftError> }
+  | { readonly _tag: "Transfer"; readonly target: string; readonly done: Deferred.Deferred<string, RaftError> }
+  | { readonly _tag: "Read"; readonly done: Deferred.Deferred<ClusterState, RaftError> }
+
+interface Waiting<A> {
+  readonly done: Deferred.Deferred<A, RaftError>
+}
+
+/**
+ * The node's single actor fiber: it alone touches the core, the storage and the state machine,
+ * taking inputs from one queue in batches (every proposal in a batch shares one fsync).
+ */
+class Actor {
+  private readonly proposals = new Map<number, { term: number } & Waiting<AppliedEntry>>()
+  private readonly changes = new Map<string, Waiting<ReadonlyArray<string>>>()
+  private readonly transfers = new Map<string, Waiting<string>>()
+  private readonly reads = new Map<string, Waiting<ClusterState>>()
+  private readonly readsAwaitingApply: Array<{ index: number } & Waiting<ClusterState>> = []
+  private seq = 0
+  private lastPublished: Leadership | undefined
+
+  constructor(
+    readonly core: RaftCore,
+    readonly sm: StateMachine,
+    readonly settings: RaftNodeSettings,
+    readonly transport: Context.Tag.Service<Transport>,
+    readonly leadership: SubscriptionRef.SubscriptionRef<Leadership>,
+    readonly appliedHub: PubSub.PubSub<AppliedEntry>
+  ) {}
+
+  handleBatch(inputs: Iterable<Input>): Effect.Effect<void> {
+    return Effect.gen(this, function* () {
+      const proposals: Array<Extract<Input, { _tag: "Propose" }>> = []
+      for (const input of inputs) {
+        if (input._tag === "Propose") proposals.push(input)
+        else yield* this.handle(input)
+      }
+      if (proposals.length > 0) yield* this.propose(proposals)
+      yield* this.drain()
+      yield* this.publishLeadership()
+    })
+  }
+
+  private handle(input: Exclude<Input, { _tag: "Propose" }>): Effect.Effect<void> {
+    switch (input._tag) {
+      case "Tick":
+        return Effect.sync(() => this.core.tick())
+      case "Inbound":
+        return Effect.sync(() =>
+          input.inbound._tag === "Message" ? this.core.receive(input.inbound.message) : this.core.peerUnreachable(input.inbound.peer)
+        )
+      case "Change":
+        return this.startOperation(this.changes, input.done, (id) => this.core.changeMembership(id, input.voters))
+      case "Transfer":
+        return this.startOperation(this.transfers, input.done, (id) => this.core.transferLeadership(id, input.target))
+      case "Read":
+        return this.startOperation(this.reads, input.done, (id) => this.core.readIndex(id))
+    }
+  }
+
+  private startOperation<A>(
+    pending: Map<string, Waiting<A>>,
+    done: Deferred.Deferred<A, RaftError>,
+    start: (id: string) => Refusal | undefined
+  ): Effect.Effect<void> {
+    const id = String(++this.seq)
+    pending.set(id, { done })
+    const refusal = start(id)
+    if (!refusal) return Effect.void
+    pending.delete(id)
+    return Deferred.fail(done, fromRefusal(refusal))
+  }
+
+  private propose(inputs: ReadonlyArray<Extract<Input, { _tag: "Propose" }>>): Effect.Effect<void> {
+    const result = this.core.propose(inputs.map((p) => p.data))
+    if (result._tag !== "Accepted") {
+      const error = fromRefusal(result)
+      return Effect.forEach(inputs, (p) => Deferred.fail(p.done, error), { discard: true })
+    }
+    inputs.forEach((p, i) => this.proposals.set(result.firstIndex + i, { term: result.term, done: p.done }))
+    return Metric.incrementBy(metrics.proposals, inputs.length)
+  }
+
+  /** Carries out every Ready the core has, in the order ready.ts prescribes. */
+  private drain(): Effect.Effect<void> {
+    return Effect.gen(this, function* () {
+      while (this.core.hasReady()) {
+        const ready = this.core.ready()
+        if (ready.messages.length > 0) yield* this.transport.send(ready.messages)
+        this.persist(ready)
+        if (ready.messagesAfterPersist.length > 0) yield* this.transport.send(ready.messagesAfterPersist)
+        yield* this.apply(ready)
+        if (ready.snapshotDue !== undefined) this.core.snapshotTaken(ready.snapshotDue, this.sm.snapshotImage())
+        yield* this.notify(ready.notices)
+      }
+    })
+  }
+
+  private persist(ready: Ready): void {
+    this.settings.storage.persist(ready)
+    const last = ready.entries.at(-1)
+    if (last) this.core.persisted(last.index, last.term)
+  }
+
+  private apply(ready: Ready): Effect.Effect<void> {
+    return Effect.gen(this, function* () {
+      if (ready.snapshotToApply) {
+        this.sm.install(ready.snapshotToApply.data, ready.snapshotToApply.meta.index)
+        yield* this.failProposalsUpTo(ready.snapshotToApply.meta.index)
+      }
+      if (ready.committed.length > 0) {
+        const applied = this.sm.apply(ready.committed)
+        for (const entry of ready.committed) yield* this.settleProposal(entry.index, entry.term, applied)
+        for (const a of applied) yield* PubSub.publish(this.appliedHub, a)
+        yield* Metric.set(metrics.appliedIndex, this.sm.appliedIndex())
+      }
+      yield* this.settleReads()
+    })
+  }
+
+  private settleProposal(index: number, term: number, applied: ReadonlyArray<AppliedEntry>): Effect.Effect<void> {
+    const waiting = this.proposals.get(index)
+    if (!waiting) return Effect.void
+    this.proposals.delete(index)
+    if (waiting.term !== term) {
+      return Deferred.fail(waiting.done, new OperationFailed({ reason: "leadership changed before the proposal committed" }))
+    }
+    const entry = applied.find((a) => a.index === index) ?? { index, term, events: [] }
+    return Deferred.succeed(waiting.done, entry)
+  }
+
+  /** Proposals covered by an installed snapshot have unknown fate here: say so. */
+  private failProposalsUpTo(index: number): Effect.Effect<void> {
+    const lost = [...this.proposals.entries()].filter(([i]) => i <= index)
+    for (const [i] of lost) this.proposals.delete(i)
+    return Effect.forEach(
+      lost,
+      ([, w]) => Deferred.fail(w.done, new OperationFailed({ reason: "leadership changed; outcome unknown" })),
+      { discard: true }
+    )
+  }
+
+  private settleReads(): Effect.Effect<void> {
+    const applied = this.sm.appliedIndex()
+    const ready = this.readsAwaitingApply.filter((r) => r.index <= applied)
+    if (ready.length === 0) return Effect.void
+    this.readsAwaitingApply.splice(0, this.readsAwaitingApply.length, ...this.readsAwaitingApply.filter((r) => r.index > applied))
+    return Effect.forEach(ready, (r) => Deferred.succeed(r.done, this.sm.state), { discard: true })
+  }
+
+  private notify(notices: ReadonlyArray<Notice>): Effect.Effect<void> {
+    return Effect.forEach(notices, (n) => this.notice(n), { discard: true })
+  }
+
+  private notice(n: Notice): Effect.Effect<void> {
+    const take = <A>(m: Map<string, Waiting<A>>) => {
+      const w = m.get(n.id)
+      m.delete(n.id)
+      return w
+    }
+    switch (n._tag) {
+      case "ConfChangeDone":
+        return complete(take(this.changes), n.voters)
+      case "ConfChangeFailed":
+        return fail(take(this.changes), n.reason)
+      case "TransferDone":
+        return complete(take(this.transfers), n.leader)
+      case "TransferFailed":
+        return fail(take(this.transfers), n.reason)
+      case "ReadFailed":
+        return fail(take(this.reads), n.reason)
+      case "ReadReady": {
+        const w = take(this.reads)
+        if (w) this.readsAwaitingApply.push({ index: n.index, done: w.done })
+        return this.settleReads()
+      }
+    }
+  }
+
+  private publishLeadership(): Effect.Effect<void> {
+    const s = this.core.status()
+    const prev = this.lastPublished
+    if (prev && prev.role === s.role && prev.term === s.term && prev.leader === s.leader) return Effect.void
+    const next: Leadership = { role: s.role, term: s.term, leader: s.leader }
+    this.lastPublished = next
+    return Effect.gen(this, function* () {
+      if (prev?.role === "leader" && s.role !== "leader") yield* this.failAllProposals()
+      if (s.role === "leader" && prev?.role !== "leader") yield* Metric.increment(metrics.elections)
+      yield* Metric.set(metrics.term, s.term)
+      yield* Metric.set(metrics.isLeader, s.role === "leader" ? 1 : 0)
+      yield* SubscriptionRef.set(this.leadership, next)
+      yield* Effect.logInfo(`role ${s.role}, term ${s.term}, leader ${s.leader ?? "none"}`)
+    })
+  }
+
+  /**
+   * A deposed leader cannot know whether its pending proposals will commit under the next
+   * leader; clients get a clear failure instead of waiting (a retried job is a new job).
+   */
+  private failAllProposals(): Effect.Effect<void> {
+    const all = [...this.proposals.values()]
+    this.proposals.clear()
+    return Effect.forEach(
+      all,
+      (w) => Deferred.fail(w.done, new OperationFailed({ reason: "leadership lost before the proposal committed; outcome unknown" })),
+      { discard: true }
+    )
+  }
+}
+
+const complete = <A>(w: Waiting<A> | undefined, value: A): Effect.Effect<void> =>
+  w ? Deferred.succeed(w.done, value) : Effect.void
+
+const fail = <A>(w: Waiting<A> | undefined, reason: string): Effect.Effect<void> =>
+  w ? Deferred.fail(w.done, new OperationFailed({ reason })) : Effect.void
+
+/** Opens the node's state from its storage, bootstrapping an empty data directory. */
+const openCore = (settings: RaftNodeSettings, sm: StateMachine): RaftCore => {
+  let persisted = settings.storage.load()
+  if (!persisted) {
+    persisted = bootstrapPersisted({ voters: [...settings.initialVoters], outgoing: [], learners: [] })
+    settings.storage.bootstrap(persisted)
+  }
+  const snap = persisted.snapshot
+  // A crash between storing a received snapshot and loading it into the journal: finish it.
+  if (snap && snap.meta.index > sm.appliedIndex()) sm.install(snap.data, snap.meta.index)
+  return new RaftCore(settings.raft, persisted, sm.appliedIndex())
+}
+
+export const makeRaftNode = (settings: RaftNodeSettings) =>
+  Effect.gen(function* () {
+    const transport = yield* Transport
+    const sm = new StateMachine(settings.journal)
+    const core = openCore(settings, sm)
+    const initial = core.status()
+    const leadership = yield* SubscriptionRef.make<Leadership>({ role: initial.role, term: initial.term, leader: initial.leader })
+    const appliedHub = yield* PubSub.unbounded<AppliedEntry>()
+    const inbox = yield* Queue.unbounded<Input>()
+    const actor = new Actor(core, sm, settings, transport, leadership, appliedHub)
+    const annotate = <A, E, R>(eff: Effect.Effect<A, E, R>) =>
+      Effect.annotateLogs(eff, { node: settings.raft.id })
+
+    yield* Queue.take(inbox).pipe(
+      Effect.flatMap((first) => Queue.takeUpTo(inbox, 4096).pipe(Effect.map((rest) => [first, ...rest]))),
+      Effect.flatMap((batch) => actor.handleBatch(batch)),
+      Effect.forever,
+      annotate,
+      Effect.forkScoped
+    )
+    yield* Queue.offer(inbox, { _tag: "Tick" }).pipe(
+      Effect.repeat(Schedule.spaced(`${settings.tickMs} millis`)),
+      Effect.forkScoped
+    )
+    yield* transport.inbound.pipe(
+      Stream.runForEach((inbound) => Queue.offer(inbox, { _tag: "Inbound", inbound })),
+      Effect.forkScoped
+    )
+
+    const ask = <A>(make: (done: Deferred.Deferred<A, RaftError>) => Input) =>
+      Effect.gen(function* () {
+        const done = yield* Deferred.make<A, RaftError>()
+        yield* Queue.offer(inbox, make(done))
+        return yield* Deferred.await(done)
+      })
+
+    const api: RaftNodeApi = {
+      id: settings.raft.id,
+      submit: (command) => ask<AppliedEntry>((done) => ({ _tag: "Propose", data: encodeCommand(command), done })),
+      read: ask<ClusterState>((done) => ({ _tag: "Read", done })),
+      localState: Effect.sync(() => sm.state),
+      changeMembership: (voters) => ask<ReadonlyArray<string>>((done) => ({ _tag: "Change", voters, done })),
+      transferLeadership: (target) => ask<string>((done) => ({ _tag: "Transfer", target, done })),
+      status: Effect.sync(() => core.status()),
+      leadership,
+      applied: appliedHub
+    }
+    return api
+  })
+
+export const layer = (settings: RaftNodeSettings): Layer.Layer<RaftNode, never, Transport> =>
+  Layer.scoped(RaftNode, makeRaftNode(settings))
+
+export const isLeader = (l: Leadership): boolean => l.role === "leader"
+export const leaderOf = (l: Leadership): Option.Option<string> => Option.fromNullable(l.leader)

@@ -1,0 +1,96 @@
+import { HashMap, Option, Schema } from "effect"
+import type { Event } from "../domain/events.js"
+import { applyEntry } from "../domain/jobs.js"
+import type { Entry } from "../domain/raft/types.js"
+import { type ClusterState, emptyState, fromJson, StateJson, toJson } from "../domain/state.js"
+import { decodeEvent, type JournalInput, type Journal, type JournalHead } from "../storage/Journal.js"
+import { evolve } from "../domain/state.js"
+
+/** The snapshot image exchanged through Raft: the folded state and the journal's head. */
+const SnapshotImage = Schema.parseJson(
+  Schema.Struct({ state: StateJson, head: Schema.Struct({ seq: Schema.Number, hash: Schema.String }) })
+)
+const encodeImage = Schema.encodeSync(SnapshotImage)
+const decodeImage = Schema.decodeUnknownSync(SnapshotImage)
+
+export interface AppliedEntry {
+  readonly index: number
+  readonly term: number
+  readonly events: ReadonlyArray<Event>
+}
+
+const eventAt = (e: Event, fallback: number): number => ("at" in e ? e.at : fallback)
+
+/**
+ * Applies committed entries to the replicated state: each entry's events are journaled (in
+ * one transaction per batch, with the applied index) and folded into the in-memory state.
+ * On start the state is rebuilt by folding the journal from its base.
+ */
+export class StateMachine {
+  private current: ClusterState
+  private lastAt = 0
+
+  constructor(private readonly journal: Journal) {
+    const base = journal.journalBase()
+    let s = base.state ? fromJson(decodeImage(base.state).state) : emptyState
+    for (const row of journal.rows({ fromSeq: base.seq + 1 })) {
+      s = evolve(s, decodeEvent(row.event))
+      this.lastAt = row.at
+    }
+    this.current = s
+  }
+
+  get state(): ClusterState {
+    return this.current
+  }
+
+  appliedIndex(): number {
+    return this.journal.appliedIndex()
+  }
+
+  head(): JournalHead {
+    return this.journal.journalHead()
+  }
+
+  /** Applies entries in order, skipping any at or below the applied index (replay after restart). */
+  apply(entries: ReadonlyArray<Entry>): Array<AppliedEntry> {
+    const fresh = entries.filter((e) => e.index > this.journal.appliedIndex())
+    if (fresh.length === 0) return []
+    const rows: Array<JournalInput> = []
+    const out: Array<AppliedEntry> = []
+    let s = this.current
+    for (const entry of fresh) {
+      const { state, events } = applyEntry(s, entry)
+      for (const event of events) {
+        this.lastAt = eventAt(event, this.lastAt)
+        rows.push({ event, logIndex: entry.index, logTerm: entry.term, at: this.lastAt, userName: userOf(state, event) })
+      }
+      s = state
+      out.push({ index: entry.index, term: entry.term, events })
+    }
+    this.journal.append(rows, fresh[fresh.length - 1].index)
+    this.current = s
+    return out
+  }
+
+  snapshotImage(): string {
+    return encodeImage({ state: toJson(this.current), head: this.journal.journalHead() })
+  }
+
+  /** Loads a snapshot received from the leader: the journal restarts from its point. */
+  install(data: string, index: number): void {
+    if (data === "") return
+    const image = decodeImage(data)
+    this.journal.installBase({ seq: image.head.seq, hash: image.head.hash, state: data }, index)
+    this.current = fromJson(image.state)
+  }
+}
+
+const userOf = (state: ClusterState, e: Event): string | null => {
+  if (e._tag === "JobAccepted") return e.userName
+  if ("jobId" in e) {
+    const job = HashMap.get(state.jobs, e.jobId)
+    return Option.isSome(job) ? job.value.userName : null
+  }
+  return null
+}

@@ -1,0 +1,18 @@
+import { Metric, MetricBoundaries } from "effect"
+
+/** Every metric the node exports, in one place; /metrics renders them for Prometheus. */
+export const metrics = {
+  term: Metric.gauge("cluster_mgr_raft_term", { description: "Current Raft term" }),
+  isLeader: Metric.gauge("cluster_mgr_raft_is_leader", { description: "1 when this node leads" }),
+  appliedIndex: Metric.gauge("cluster_mgr_raft_applied_index", { description: "Last applied log index" }),
+  commitIndex: Metric.gauge("cluster_mgr_raft_commit_index", { description: "Last committed log index" }),
+  proposals: Metric.counter("cluster_mgr_raft_proposals_total", { description: "Commands proposed by this node" }),
+  elections: Metric.counter("cluster_mgr_raft_elections_won_total", { description: "Times this node became leader" }),
+  jobs: Metric.counter("cluster_mgr_jobs_total", { description: "Jobs by final or accepted status" }),
+  requests: Metric.counter("cluster_mgr_http_requests_total", { description: "Emit requests by job_type and outcome" }),
+  requestLatency: Metric.histogram(
+    "cluster_mgr_http_request_seconds",
+    MetricBoundaries.exponential({ start: 0.0005, factor: 2, count: 16 }),
+    "Emit request latency"
+  )
+}

@@ -1,0 +1,72 @@
+import { Schema } from "effect"
+
+/**
+ * Every change of the replicated state is one of these events. Each carries `v`, its schema
+ * version: a new version is a new member of the union, and old ones stay decodable forever,
+ * because the journal is replayed for audit long after the code that wrote it changed.
+ */
+
+export const JobStatus = Schema.Literal("not_started", "ongoing", "done", "failed")
+export type JobStatus = typeof JobStatus.Type
+
+/** A job was accepted: it got its id, which the client receives. */
+export class JobAccepted extends Schema.TaggedClass<JobAccepted>()("JobAccepted", {
+  v: Schema.Literal(1),
+  jobId: Schema.String,
+  jobType: Schema.String,
+  userName: Schema.String,
+  /** The request's paras as received, for the job log and for resuming the job. */
+  paras: Schema.Unknown,
+  at: Schema.Number
+}) {}
+
+export class JobStarted extends Schema.TaggedClass<JobStarted>()("JobStarted", {
+  v: Schema.Literal(1),
+  jobId: Schema.String,
+  memo: Schema.Unknown,
+  at: Schema.Number
+}) {}
+
+/** A step of a running job, with the memo as it stands after the step. */
+export class JobProgressed extends Schema.TaggedClass<JobProgressed>()("JobProgressed", {
+  v: Schema.Literal(1),
+  jobId: Schema.String,
+  memo: Schema.Unknown,
+  at: Schema.Number
+}) {}
+
+export class JobDone extends Schema.TaggedClass<JobDone>()("JobDone", {
+  v: Schema.Literal(1),
+  jobId: Schema.String,
+  memo: Schema.Unknown,
+  at: Schema.Number
+}) {}
+
+export class JobFailed extends Schema.TaggedClass<JobFailed>()("JobFailed", {
+  v: Schema.Literal(1),
+  jobId: Schema.String,
+  memo: Schema.Unknown,
+  errorCode: Schema.String,
+  errorInfo: Schema.String,
+  at: Schema.Number
+}) {}
+
+/** The Raft membership changed (a configuration entry was applied). */
+export class MembershipChanged extends Schema.TaggedClass<MembershipChanged>()("MembershipChanged", {
+  v: Schema.Literal(1),
+  voters: Schema.Array(Schema.String),
+  outgoing: Schema.Array(Schema.String),
+  learners: Schema.Array(Schema.String)
+}) {}
+
+/** A leader took office (its no-op entry was applied); `leader` is its raft address. */
+export class LeaderElected extends Schema.TaggedClass<LeaderElected>()("LeaderElected", {
+  v: Schema.Literal(1),
+  leader: Schema.String,
+  term: Schema.Number,
+  at: Schema.Number
+}) {}
+
+export const Event = Schema.Union(JobAccepted, JobStarted, JobProgressed, JobDone, JobFailed, MembershipChanged, LeaderElected)
+export type Event = typeof Event.Type
+export type EventTag = Event["_tag"]

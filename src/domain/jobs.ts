@@ -1,0 +1,109 @@
+import { Either, HashMap, Option, Schema } from "effect"
+import {
+  type Event,
+  JobAccepted,
+  JobDone,
+  JobFailed,
+  JobProgressed,
+  JobStarted,
+  LeaderElected,
+  MembershipChanged
+} from "./events.js"
+import type { Entry } from "./raft/types.js"
+import { type ClusterState, evolve } from "./state.js"
+
+/**
+ * What a Raft command entry carries: an intent, decided into events only when the entry is
+ * applied, on every replica alike. Times are the proposing leader's clock, so replicas agree.
+ */
+export const SubmitJob = Schema.TaggedStruct("SubmitJob", {
+  jobType: Schema.String,
+  userName: Schema.String,
+  paras: Schema.Unknown,
+  at: Schema.Number
+})
+export const StartJob = Schema.TaggedStruct("StartJob", { jobId: Schema.String, memo: Schema.Unknown, at: Schema.Number })
+export const ProgressJob = Schema.TaggedStruct("ProgressJob", { jobId: Schema.String, memo: Schema.Unknown, at: Schema.Number })
+export const FinishJob = Schema.TaggedStruct("FinishJob", { jobId: Schema.String, memo: Schema.Unknown, at: Schema.Number })
+export const FailJob = Schema.TaggedStruct("FailJob", {
+  jobId: Schema.String,
+  memo: Schema.Unknown,
+  errorCode: Schema.String,
+  errorInfo: Schema.String,
+  at: Schema.Number
+})
+/** A new leader announces itself once its no-op is committed. */
+export const TakeOffice = Schema.TaggedStruct("TakeOffice", { leader: Schema.String, term: Schema.Number, at: Schema.Number })
+
+export const StateCommand = Schema.Union(SubmitJob, StartJob, ProgressJob, FinishJob, FailJob, TakeOffice)
+export type StateCommand = typeof StateCommand.Type
+
+const StateCommandJson = Schema.parseJson(StateCommand)
+export const encodeCommand = Schema.encodeSync(StateCommandJson)
+const decodeCommandEither = Schema.decodeUnknownEither(StateCommandJson)
+
+const isOpen = (state: ClusterState, jobId: string): boolean => {
+  const job = HashMap.get(state.jobs, jobId)
+  return Option.isSome(job) && (job.value.status === "not_started" || job.value.status === "ongoing")
+}
+
+const stripTag = <A extends { _tag: string }>(a: A): Omit<A, "_tag"> => {
+  const { _tag, ...rest } = a
+  void _tag
+  return rest
+}
+
+/**
+ * The events a command produces against the current state. Job updates are idempotent: a job
+ * that is already finished ignores later updates (a resumed job may repeat a step).
+ */
+export const decide = (command: StateCommand, state: ClusterState): Array<Event> => {
+  switch (command._tag) {
+    case "SubmitJob":
+      return [
+        new JobAccepted({
+          v: 1,
+          jobId: String(state.nextJobId),
+          jobType: command.jobType,
+          userName: command.userName,
+          paras: command.paras,
+          at: command.at
+        })
+      ]
+    case "StartJob":
+      return isOpen(state, command.jobId) ? [new JobStarted({ v: 1, ...stripTag(command) })] : []
+    case "ProgressJob":
+      return isOpen(state, command.jobId) ? [new JobProgressed({ v: 1, ...stripTag(command) })] : []
+    case "FinishJob":
+      return isOpen(state, command.jobId) ? [new JobDone({ v: 1, ...stripTag(command) })] : []
+    case "FailJob":
+      return isOpen(state, command.jobId) ? [new JobFailed({ v: 1, ...stripTag(command) })] : []
+    case "TakeOffice":
+      return command.term > state.leaderTerm ? [new LeaderElected({ v: 1, ...stripTag(command) })] : []
+  }
+}
+
+/** Applying one committed entry: its events and the state after them. */
+export const applyEntry = (state: ClusterState, entry: Entry): { state: ClusterState; events: Array<Event> } => {
+  const events = entryEvents(state, entry)
+  let s = state
+  for (const e of events) s = evolve(s, e)
+  return { state: s, events }
+}
+
+const entryEvents = (state: ClusterState, entry: Entry): Array<Event> => {
+  const p = entry.payload
+  switch (p._tag) {
+    case "Noop":
+      return []
+    case "Config":
+      return [new MembershipChanged({ v: 1, ...p.config })]
+    case "Command": {
+      const decoded = decodeCommandEither(p.data)
+      // An undecodable command was proposed by a buggy or newer leader; every replica skips it
+      // alike, so the replicas stay identical.
+      return Either.isRight(decoded) ? decide(decoded.right, state) : []
+    }
+  }
+}
+

@@ -1,0 +1,130 @@
+import { HashMap, Option, Schema } from "effect"
+import type { Event } from "./events.js"
+import { JobStatus } from "./events.js"
+
+/** One job of the job log, as Klustron's cluster_general_job_log row. */
+export const Job = Schema.Struct({
+  id: Schema.String,
+  jobType: Schema.String,
+  userName: Schema.String,
+  paras: Schema.Unknown,
+  status: JobStatus,
+  memo: Schema.Unknown,
+  errorCode: Schema.String,
+  errorInfo: Schema.String,
+  acceptedAt: Schema.Number,
+  startedAt: Schema.NullOr(Schema.Number),
+  endedAt: Schema.NullOr(Schema.Number)
+})
+export type Job = typeof Job.Type
+
+/**
+ * The replicated state: a pure fold of events. Jobs live in a persistent HashMap so that each
+ * event costs O(log n), not a copy of the whole job log.
+ */
+export interface ClusterState {
+  readonly nextJobId: number
+  readonly jobs: HashMap.HashMap<string, Job>
+  readonly voters: ReadonlyArray<string>
+  readonly learners: ReadonlyArray<string>
+  readonly leader: string | null
+  readonly leaderTerm: number
+}
+
+export const emptyState: ClusterState = {
+  nextJobId: 1,
+  jobs: HashMap.empty(),
+  voters: [],
+  learners: [],
+  leader: null,
+  leaderTerm: 0
+}
+
+const updateJob = (state: ClusterState, jobId: string, f: (job: Job) => Job): ClusterState => {
+  const job = HashMap.get(state.jobs, jobId)
+  if (Option.isNone(job)) return state
+  return { ...state, jobs: HashMap.set(state.jobs, jobId, f(job.value)) }
+}
+
+export const evolve = (state: ClusterState, event: Event): ClusterState => {
+  switch (event._tag) {
+    case "JobAccepted":
+      return {
+        ...state,
+        nextJobId: Math.max(state.nextJobId, Number(event.jobId) + 1),
+        jobs: HashMap.set(state.jobs, event.jobId, {
+          id: event.jobId,
+          jobType: event.jobType,
+          userName: event.userName,
+          paras: event.paras,
+          status: "not_started",
+          memo: null,
+          errorCode: "0",
+          errorInfo: "",
+          acceptedAt: event.at,
+          startedAt: null,
+          endedAt: null
+        })
+      }
+    case "JobStarted":
+      return updateJob(state, event.jobId, (j) => ({ ...j, status: "ongoing", memo: event.memo, startedAt: event.at }))
+    case "JobProgressed":
+      return updateJob(state, event.jobId, (j) => ({ ...j, memo: event.memo }))
+    case "JobDone":
+      return updateJob(state, event.jobId, (j) => ({ ...j, status: "done", memo: event.memo, endedAt: event.at }))
+    case "JobFailed":
+      return updateJob(state, event.jobId, (j) => ({
+        ...j,
+        status: "failed",
+        memo: event.memo,
+        errorCode: event.errorCode,
+        errorInfo: event.errorInfo,
+        endedAt: event.at
+      }))
+    case "MembershipChanged":
+      return { ...state, voters: event.voters, learners: event.learners }
+    case "LeaderElected":
+      return { ...state, leader: event.leader, leaderTerm: event.term }
+  }
+}
+
+export const fold = (events: Iterable<Event>, from: ClusterState = emptyState): ClusterState => {
+  let s = from
+  for (const e of events) s = evolve(s, e)
+  return s
+}
+
+/** Jobs that are not finished, oldest first: what a new leader must resume. */
+export const unfinishedJobs = (state: ClusterState): Array<Job> =>
+  [...HashMap.values(state.jobs)]
+    .filter((j) => j.status === "not_started" || j.status === "ongoing")
+    .sort((a, b) => Number(a.id) - Number(b.id))
+
+/** The state as plain JSON (snapshots, audit). */
+export const StateJson = Schema.Struct({
+  nextJobId: Schema.Number,
+  jobs: Schema.Array(Job),
+  voters: Schema.Array(Schema.String),
+  learners: Schema.Array(Schema.String),
+  leader: Schema.NullOr(Schema.String),
+  leaderTerm: Schema.Number
+})
+export type StateJson = typeof StateJson.Type
+
+export const toJson = (s: ClusterState): StateJson => ({
+  nextJobId: s.nextJobId,
+  jobs: [...HashMap.values(s.jobs)].sort((a, b) => Number(a.id) - Number(b.id)),
+  voters: s.voters,
+  learners: s.learners,
+  leader: s.leader,
+  leaderTerm: s.leaderTerm
+})
+
+export const fromJson = (j: StateJson): ClusterState => ({
+  nextJobId: j.nextJobId,
+  jobs: HashMap.fromIterable(j.jobs.map((job) => [job.id, job] as const)),
+  voters: j.voters,
+  learners: j.learners,
+  leader: j.leader,
+  leaderTerm: j.leaderTerm
+})

@@ -1,0 +1,223 @@
+import Database from "better-sqlite3"
+import { createHash } from "node:crypto"
+import { Schema } from "effect"
+import { Event } from "../domain/events.js"
+import { migrate, type Migration } from "./migrations.js"
+import { toPersistenceError } from "./PersistenceError.js"
+
+/**
+ * The event journal: every event applied on this node, append-only, each row hashed together
+ * with the previous row's hash, so an edit, deletion or reordering breaks the chain at its
+ * sequence number. Written in the same transaction as the applied index.
+ */
+const journalMigrations: ReadonlyArray<Migration> = [
+  {
+    version: 1,
+    statements: [
+      `CREATE TABLE journal (
+        seq INTEGER PRIMARY KEY,
+        log_index INTEGER NOT NULL,
+        log_term INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        job_id TEXT,
+        user_name TEXT,
+        type TEXT NOT NULL,
+        event TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+      ) STRICT`,
+      `CREATE INDEX journal_job ON journal(job_id)`,
+      `CREATE TABLE sm_state (
+        id INTEGER PRIMARY KEY CHECK (id = 0),
+        applied_index INTEGER NOT NULL,
+        base_seq INTEGER NOT NULL,
+        base_hash TEXT NOT NULL,
+        base_state TEXT
+      ) STRICT`
+    ]
+  }
+]
+
+export const genesisHash = "0".repeat(64)
+
+export interface JournalRow {
+  readonly seq: number
+  readonly logIndex: number
+  readonly logTerm: number
+  readonly at: number
+  readonly jobId: string | null
+  readonly userName: string | null
+  readonly type: string
+  readonly event: string
+  readonly prevHash: string
+  readonly hash: string
+}
+
+/** One event about to be journaled, with the entry it came from. */
+export interface JournalInput {
+  readonly event: Event
+  readonly logIndex: number
+  readonly logTerm: number
+  readonly at: number
+  readonly userName: string | null
+}
+
+export interface JournalHead {
+  readonly seq: number
+  readonly hash: string
+}
+
+/** What the journal's fold starts from: empty, or a snapshot installed from the leader. */
+export interface JournalBase {
+  readonly seq: number
+  readonly hash: string
+  readonly state: string | null
+}
+
+const encodeEvent = Schema.encodeSync(Schema.parseJson(Event))
+export const decodeEvent = Schema.decodeUnknownSync(Schema.parseJson(Event))
+
+export const rowHash = (prevHash: string, r: Omit<JournalRow, "hash" | "prevHash">): string =>
+  createHash("sha256")
+    .update(`${prevHash}\n${r.seq}\n${r.logIndex}\n${r.logTerm}\n${r.at}\n${r.jobId ?? ""}\n${r.userName ?? ""}\n${r.type}\n${r.event}`)
+    .digest("hex")
+
+const jobIdOf = (e: Event): string | null => ("jobId" in e ? e.jobId : null)
+
+export class Journal {
+  private readonly insert: Database.Statement<[number, number, number, number, string | null, string | null, string, string, string, string]>
+  private readonly putState: Database.Statement<[number, number, string, string | null]>
+  private readonly putApplied: Database.Statement<[number]>
+  private readonly appendTx: Database.Transaction<(rows: ReadonlyArray<JournalInput>, applied: number) => void>
+  private head: JournalHead
+  private applied: number
+  private base: JournalBase
+
+  static open(path: string): Journal {
+    try {
+      const db = new Database(path, { timeout: 5000 })
+      db.pragma("journal_mode = WAL")
+      db.pragma("synchronous = FULL")
+      migrate(db, "journal", journalMigrations)
+      return new Journal(db)
+    } catch (error) {
+      throw toPersistenceError("open journal", error)
+    }
+  }
+
+  /** Read-only access beside a running node (audit). */
+  static openReadOnly(path: string): Journal {
+    try {
+      return new Journal(new Database(path, { readonly: true, fileMustExist: true, timeout: 5000 }), true)
+    } catch (error) {
+      throw toPersistenceError("open journal", error)
+    }
+  }
+
+  private constructor(
+    readonly db: Database,
+    readOnly = false
+  ) {
+    const row = db.prepare<[], { applied_index: number; base_seq: number; base_hash: string; base_state: string | null }>(
+      "SELECT applied_index, base_seq, base_hash, base_state FROM sm_state WHERE id = 0"
+    ).get()
+    this.applied = row?.applied_index ?? 0
+    this.base = { seq: row?.base_seq ?? 0, hash: row?.base_hash ?? genesisHash, state: row?.base_state ?? null }
+    const last = db.prepare<[], { seq: number; hash: string }>("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").get()
+    this.head = last ? { seq: last.seq, hash: last.hash } : { seq: this.base.seq, hash: this.base.hash }
+    if (readOnly) {
+      this.insert = undefined as never
+      this.putState = undefined as never
+      this.putApplied = undefined as never
+      this.appendTx = undefined as never
+      return
+    }
+    this.insert = db.prepare(
+      "INSERT INTO journal (seq, log_index, log_term, at, job_id, user_name, type, event, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?)"
+    )
+    this.putState = db.prepare(
+      "INSERT INTO sm_state (id, applied_index, base_seq, base_hash, base_state) VALUES (0,?,?,?,?) ON CONFLICT(id) DO UPDATE SET applied_index=excluded.applied_index, base_seq=excluded.base_seq, base_hash=excluded.base_hash, base_state=excluded.base_state"
+    )
+    this.putApplied = db.prepare("UPDATE sm_state SET applied_index = ? WHERE id = 0")
+    if (!row) this.putState.run(0, 0, genesisHash, null)
+    this.appendTx = db.transaction((rows: ReadonlyArray<JournalInput>, applied: number) => {
+      for (const r of rows) this.appendRow(r)
+      this.putApplied.run(applied)
+    })
+  }
+
+  appliedIndex(): number {
+    return this.applied
+  }
+
+  journalHead(): JournalHead {
+    return this.head
+  }
+
+  journalBase(): JournalBase {
+    return this.base
+  }
+
+  /** Appends the events of applied entries and the new applied index, in one transaction. */
+  append(rows: ReadonlyArray<JournalInput>, appliedIndex: number): void {
+    const saved = this.head
+    try {
+      this.appendTx.immediate(rows, appliedIndex)
+      this.applied = appliedIndex
+    } catch (error) {
+      this.head = saved
+      throw toPersistenceError("journal append", error)
+    }
+  }
+
+  private appendRow(r: JournalInput): void {
+    const row = {
+      seq: this.head.seq + 1,
+      logIndex: r.logIndex,
+      logTerm: r.logTerm,
+      at: r.at,
+      jobId: jobIdOf(r.event),
+      userName: r.userName,
+      type: r.event._tag,
+      event: encodeEvent(r.event)
+    }
+    const hash = rowHash(this.head.hash, row)
+    this.insert.run(row.seq, row.logIndex, row.logTerm, row.at, row.jobId, row.userName, row.type, row.event, this.head.hash, hash)
+    this.head = { seq: row.seq, hash }
+  }
+
+  /**
+   * Replaces everything by a snapshot's state: this node's journal then starts at the
+   * snapshot's point, continuing the leader's sequence numbers and hash chain.
+   */
+  installBase(base: JournalBase & { readonly state: string }, appliedIndex: number): void {
+    try {
+      this.db.transaction(() => {
+        this.db.prepare("DELETE FROM journal").run()
+        this.putState.run(appliedIndex, base.seq, base.hash, base.state)
+      }).immediate()
+      this.base = base
+      this.head = { seq: base.seq, hash: base.hash }
+      this.applied = appliedIndex
+    } catch (error) {
+      throw toPersistenceError("journal install", error)
+    }
+  }
+
+  rows(filter: { fromSeq?: number; toSeq?: number; jobId?: string; type?: string; limit?: number } = {}): Array<JournalRow> {
+    const where: Array<string> = []
+    const params: Array<unknown> = []
+    if (filter.fromSeq !== undefined) where.push("seq >= ?") && params.push(filter.fromSeq)
+    if (filter.toSeq !== undefined) where.push("seq <= ?") && params.push(filter.toSeq)
+    if (filter.jobId !== undefined) where.push("job_id = ?") && params.push(filter.jobId)
+    if (filter.type !== undefined) where.push("type = ?") && params.push(filter.type)
+    const sql = `SELECT seq, log_index AS logIndex, log_term AS logTerm, at, job_id AS jobId, user_name AS userName, type, event, prev_hash AS prevHash, hash FROM journal${
+      where.length ? " WHERE " + where.join(" AND ") : ""
+    } ORDER BY seq${filter.limit !== undefined ? " LIMIT " + Math.trunc(filter.limit) : ""}`
+    return this.db.prepare<Array<unknown>, JournalRow>(sql).all(...params)
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close()
+  }
+}

@@ -1,0 +1,35 @@
+import { Data } from "effect"
+
+/**
+ * The durable store could not do what was asked: an I/O or SQLite failure, a corrupt row, a
+ * database that belongs to another node, a double bootstrap. Operators meet these, so they are
+ * typed failures; a caller's contract violations are `StorageInvariantViolation` defects.
+ */
+export class PersistenceError extends Data.TaggedError("PersistenceError")<{
+  readonly operation: string
+  readonly reason: string
+  readonly cause?: unknown
+}> {
+  override get message(): string {
+    return `${this.operation}: ${this.reason}`
+  }
+}
+
+/** Any failure inside `operation` as a PersistenceError, keeping bugs as they are. */
+export const toPersistenceError = (operation: string, error: unknown): unknown => {
+  if (error instanceof PersistenceError || error instanceof StorageInvariantViolation) return error
+  const reason = error instanceof Error ? error.message : String(error)
+  return new PersistenceError({ operation, reason, cause: error })
+}
+
+/** The caller (the Raft core) asked for a write that would leave the stored log inconsistent. */
+export class StorageInvariantViolation extends Error {
+  override readonly name = "StorageInvariantViolation"
+}
+
+export const assertStorage: (condition: boolean, explain: () => string) => asserts condition = (
+  condition,
+  explain
+) => {
+  if (!condition) throw new StorageInvariantViolation(explain())
+}

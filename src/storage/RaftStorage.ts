@@ -1,0 +1,299 @@
+import Database from "better-sqlite3"
+import type { Persisted, Ready } from "../domain/raft/ready.js"
+import type { Entry, HardState, Snapshot } from "../domain/raft/types.js"
+import { decodeConfiguration, decodePayload, encodeConfiguration, encodePayload } from "./codec.js"
+import {
+  checkAppend,
+  checkCommit,
+  checkCompaction,
+  checkSnapshotAdvances,
+  type LogPosition,
+  logOrigin
+} from "./logInvariants.js"
+import { migrate } from "./migrations.js"
+import { PersistenceError, toPersistenceError } from "./PersistenceError.js"
+import {
+  type HardStateRow,
+  type LogRow,
+  MetaKey,
+  raftMigrations,
+  raftSql,
+  type SnapshotRow
+} from "./raftSchema.js"
+
+export interface RaftStorageOptions {
+  /** How long a write waits for a lock held by another connection (default 5000). */
+  readonly busyTimeoutMs?: number
+  /** Recorded on first open and checked on every later one, so a node never opens another's log. */
+  readonly identity?: { readonly group: string; readonly node: string }
+}
+
+/** The part of a Ready that goes to disk, in the order ready.ts prescribes. */
+export type PersistInput = Pick<
+  Ready,
+  "snapshot" | "truncateFrom" | "entries" | "hardState" | "compactTo"
+>
+
+/** The durability settings in force on the connection, as SQLite reports them. */
+export interface StoragePragmas {
+  readonly journalMode: string
+  /** 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA. */
+  readonly synchronous: number
+  readonly foreignKeys: boolean
+  readonly busyTimeoutMs: number
+}
+
+/**
+ * The durable Raft state of one node: hard state, log and snapshot. Synchronous on purpose:
+ * the simulator drives many nodes in one process, and a batch costs one transaction (one
+ * fsync) however many entries it carries. Every method throws PersistenceError on an I/O or
+ * data failure and StorageInvariantViolation when asked for a write that breaks the log.
+ */
+export interface RaftStorage {
+  readonly path: string
+  /** What a restarted node resumes from, or undefined if the store was never bootstrapped. */
+  load(): Persisted | undefined
+  /** Initialises an empty store; fails if it was bootstrapped before. */
+  bootstrap(persisted: Persisted): void
+  /** Writes one Ready's worth durably in one transaction; returns once it is fsynced. */
+  persist(ready: PersistInput): void
+  /** Index of the last stored entry, else of the snapshot, else 0. */
+  lastIndex(): number
+  /** Stored entries with lo <= index < hi, in order. */
+  entries(lo: number, hi: number): Array<Entry>
+  meta(key: string): string | undefined
+  pragmas(): StoragePragmas
+  /** Idempotent. */
+  close(): void
+}
+
+export const openRaftStorage = (
+  path: string | ":memory:",
+  options: RaftStorageOptions = {}
+): RaftStorage => guard("open", () => SqliteRaftStorage.open(path, options))
+
+/** Runs `f`, reporting any failure that is not already typed as a PersistenceError. */
+const guard = <A>(operation: string, f: () => A): A => {
+  try {
+    return f()
+  } catch (error) {
+    throw toPersistenceError(operation, error)
+  }
+}
+
+const configure = (db: Database, busyTimeoutMs: number): void => {
+  const journalMode = db.pragma("journal_mode = WAL", { simple: true })
+  // ":memory:" answers "memory" and runs the same code; a file must really be in WAL mode.
+  if (journalMode !== "wal" && !db.memory) {
+    throw new PersistenceError({ operation: "open", reason: `journal_mode is ${journalMode}` })
+  }
+  // FULL: every commit fsyncs the WAL, so what persist() acknowledged survives power loss.
+  db.pragma("synchronous = FULL")
+  // On macOS plain fsync leaves data in the drive's cache; elsewhere this is a no-op.
+  db.pragma("fullfsync = ON")
+  db.pragma("foreign_keys = ON")
+  db.pragma(`busy_timeout = ${Math.trunc(busyTimeoutMs)}`)
+}
+
+const prepare = (db: Database) => ({
+  hardStateGet: db.prepare<[], HardStateRow>(raftSql.hardStateGet),
+  hardStatePut: db.prepare<[number, string | null, number]>(raftSql.hardStatePut),
+  snapshotGet: db.prepare<[], SnapshotRow>(raftSql.snapshotGet),
+  snapshotPosition: db.prepare<[], { idx: number; term: number }>(raftSql.snapshotPosition),
+  snapshotPut: db.prepare<[number, number, string, string]>(raftSql.snapshotPut),
+  logLast: db.prepare<[], { idx: number; term: number }>(raftSql.logLast),
+  logRange: db.prepare<[number, number], LogRow>(raftSql.logRange),
+  logInsert: db.prepare<[number, number, string]>(raftSql.logInsert),
+  logDeleteBelow: db.prepare<[number]>(raftSql.logDeleteBelow),
+  logDeleteFrom: db.prepare<[number]>(raftSql.logDeleteFrom),
+  metaGet: db.prepare<[string], { value: string }>(raftSql.metaGet),
+  metaPut: db.prepare<[string, string]>(raftSql.metaPut)
+})
+
+type Statements = ReturnType<typeof prepare>
+
+const isNothingToPersist = (r: PersistInput): boolean =>
+  r.snapshot === undefined &&
+  r.truncateFrom === undefined &&
+  r.entries.length === 0 &&
+  r.hardState === undefined &&
+  r.compactTo === undefined
+
+const toEntry = (row: LogRow): Entry => ({
+  index: row.idx,
+  term: row.term,
+  payload: decodePayload(row.payload, row.idx)
+})
+
+class SqliteRaftStorage implements RaftStorage {
+  static open(path: string, options: RaftStorageOptions): SqliteRaftStorage {
+    const busyTimeoutMs = options.busyTimeoutMs ?? 5000
+    const db = new Database(path, { timeout: busyTimeoutMs })
+    try {
+      configure(db, busyTimeoutMs)
+      migrate(db, "raft", raftMigrations)
+      const storage = new SqliteRaftStorage(db, prepare(db), path)
+      if (options.identity !== undefined) storage.claimIdentity(options.identity)
+      return storage
+    } catch (error) {
+      db.close()
+      throw error
+    }
+  }
+
+  private bootstrapped: boolean
+  private readonly persistTx: Database.Transaction<(r: PersistInput) => void>
+  private readonly bootstrapTx: Database.Transaction<(p: Persisted) => void>
+  private readonly loadTx: Database.Transaction<() => Persisted>
+
+  private constructor(
+    private readonly db: Database,
+    private readonly st: Statements,
+    readonly path: string
+  ) {
+    this.bootstrapped = this.meta(MetaKey.bootstrapped) === "1"
+    this.persistTx = db.transaction((r: PersistInput) => this.write(r))
+    this.bootstrapTx = db.transaction((p: Persisted) => this.writeBootstrap(p))
+    this.loadTx = db.transaction(() => this.read())
+  }
+
+  load(): Persisted | undefined {
+    return guard("load", () => (this.bootstrapped ? this.loadTx.deferred() : undefined))
+  }
+
+  bootstrap(persisted: Persisted): void {
+    guard("bootstrap", () => this.bootstrapTx.immediate(persisted))
+    this.bootstrapped = true
+  }
+
+  persist(ready: PersistInput): void {
+    // An empty Ready must not cost an fsync.
+    if (isNothingToPersist(ready)) return
+    guard("persist", () => this.persistTx.immediate(ready))
+  }
+
+  lastIndex(): number {
+    return guard("lastIndex", () => this.lastPosition().index)
+  }
+
+  entries(lo: number, hi: number): Array<Entry> {
+    return guard("entries", () => this.st.logRange.all(lo, hi).map(toEntry))
+  }
+
+  meta(key: string): string | undefined {
+    return guard("meta", () => this.st.metaGet.get(key)?.value)
+  }
+
+  pragmas(): StoragePragmas {
+    const read = (name: string) => this.db.pragma(name, { simple: true })
+    return guard("pragmas", () => ({
+      journalMode: String(read("journal_mode")),
+      synchronous: Number(read("synchronous")),
+      foreignKeys: Number(read("foreign_keys")) === 1,
+      busyTimeoutMs: Number(read("busy_timeout"))
+    }))
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close()
+  }
+
+  private claimIdentity(identity: { readonly group: string; readonly node: string }): void {
+    const claims: ReadonlyArray<readonly [string, string]> = [
+      [MetaKey.group, identity.group],
+      [MetaKey.node, identity.node]
+    ]
+    this.db.transaction(() => {
+      for (const [key, value] of claims) this.claim(key, value)
+    }).immediate()
+  }
+
+  private claim(key: string, value: string): void {
+    const stored = this.meta(key)
+    if (stored === undefined) this.st.metaPut.run(key, value)
+    else if (stored !== value) {
+      throw new PersistenceError({
+        operation: "open",
+        reason: `${this.path} belongs to ${key} ${stored}, not ${value}`
+      })
+    }
+  }
+
+  private read(): Persisted {
+    const hard = this.st.hardStateGet.get()
+    if (hard === undefined) throw this.corrupt("bootstrapped but no hard state")
+    const snapshot = this.readSnapshot()
+    const base = snapshot?.meta.index ?? 0
+    const entries = this.st.logRange.all(base + 1, Number.MAX_SAFE_INTEGER).map(toEntry)
+    entries.forEach((entry, i) => {
+      if (entry.index !== base + 1 + i) throw this.corrupt(`log gap before entry ${entry.index}`)
+    })
+    const hardState: HardState = { term: hard.term, vote: hard.vote, commit: hard.commitIndex }
+    return { hardState, snapshot, entries }
+  }
+
+  private readSnapshot(): Snapshot | undefined {
+    const row = this.st.snapshotGet.get()
+    if (row === undefined) return undefined
+    const meta = { index: row.idx, term: row.term, config: decodeConfiguration(row.config) }
+    return { meta, data: row.data }
+  }
+
+  private corrupt(reason: string): PersistenceError {
+    return new PersistenceError({ operation: "load", reason: `corrupt store: ${reason}` })
+  }
+
+  private writeBootstrap(p: Persisted): void {
+    if (this.meta(MetaKey.bootstrapped) === "1") {
+      throw new PersistenceError({ operation: "bootstrap", reason: "already bootstrapped" })
+    }
+    const { snapshot, entries, hardState } = p
+    this.writeSteps({ snapshot, truncateFrom: undefined, entries, hardState, compactTo: undefined })
+    this.st.metaPut.run(MetaKey.bootstrapped, "1")
+  }
+
+  private write(r: PersistInput): void {
+    if (!this.bootstrapped) {
+      throw new PersistenceError({ operation: "persist", reason: "store not bootstrapped" })
+    }
+    this.writeSteps(r)
+  }
+
+  /** The steps of ready.ts, in its order; the caller holds the transaction. */
+  private writeSteps(r: Omit<PersistInput, "entries"> & { entries: ReadonlyArray<Entry> }): void {
+    if (r.snapshot !== undefined) this.storeSnapshot(r.snapshot)
+    if (r.truncateFrom !== undefined) this.st.logDeleteFrom.run(r.truncateFrom)
+    if (r.entries.length > 0) this.append(r.entries)
+    if (r.hardState !== undefined) this.storeHardState(r.hardState)
+    if (r.compactTo !== undefined) this.compact(r.compactTo)
+  }
+
+  private storeSnapshot(s: Snapshot): void {
+    checkSnapshotAdvances(s.meta.index, this.st.snapshotPosition.get()?.idx ?? 0)
+    const config = encodeConfiguration(s.meta.config)
+    this.st.snapshotPut.run(s.meta.index, s.meta.term, config, s.data)
+    // The snapshot replaces the log up to its index (ready.ts); entries after it stay unless
+    // the core also sends truncateFrom because they do not follow it.
+    this.st.logDeleteBelow.run(s.meta.index + 1)
+  }
+
+  private append(entries: ReadonlyArray<Entry>): void {
+    checkAppend(this.lastPosition(), entries)
+    for (const e of entries) this.st.logInsert.run(e.index, e.term, encodePayload(e.payload))
+  }
+
+  private storeHardState(h: HardState): void {
+    checkCommit(h.commit, this.lastPosition())
+    this.st.hardStatePut.run(h.term, h.vote, h.commit)
+  }
+
+  private compact(compactTo: number): void {
+    checkCompaction(compactTo, this.st.snapshotPosition.get()?.idx ?? 0)
+    this.st.logDeleteBelow.run(compactTo)
+  }
+
+  private lastPosition(): LogPosition {
+    const row = this.st.logLast.get() ?? this.st.snapshotPosition.get()
+    return row === undefined ? logOrigin : { index: row.idx, term: row.term }
+  }
+}
