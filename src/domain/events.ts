@@ -59,10 +59,11 @@ export class MembershipChanged extends Schema.TaggedClass<MembershipChanged>()("
   learners: Schema.Array(Schema.String)
 }) {}
 
-/** A leader took office (its no-op entry was applied); `leader` is its raft address. */
+/** A leader took office; `leader` is its raft address, `http` where it serves Emit. */
 export class LeaderElected extends Schema.TaggedClass<LeaderElected>()("LeaderElected", {
   v: Schema.Literal(1),
   leader: Schema.String,
+  http: Schema.String,
   term: Schema.Number,
   at: Schema.Number
 }) {}

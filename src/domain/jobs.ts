@@ -33,7 +33,12 @@ export const FailJob = Schema.TaggedStruct("FailJob", {
   at: Schema.Number
 })
 /** A new leader announces itself once its no-op is committed. */
-export const TakeOffice = Schema.TaggedStruct("TakeOffice", { leader: Schema.String, term: Schema.Number, at: Schema.Number })
+export const TakeOffice = Schema.TaggedStruct("TakeOffice", {
+  leader: Schema.String,
+  http: Schema.String,
+  term: Schema.Number,
+  at: Schema.Number
+})
 
 export const StateCommand = Schema.Union(SubmitJob, StartJob, ProgressJob, FinishJob, FailJob, TakeOffice)
 export type StateCommand = typeof StateCommand.Type

@@ -28,6 +28,7 @@ export interface ClusterState {
   readonly voters: ReadonlyArray<string>
   readonly learners: ReadonlyArray<string>
   readonly leader: string | null
+  readonly leaderHttp: string | null
   readonly leaderTerm: number
 }
 
@@ -37,6 +38,7 @@ export const emptyState: ClusterState = {
   voters: [],
   learners: [],
   leader: null,
+  leaderHttp: null,
   leaderTerm: 0
 }
 
@@ -84,7 +86,7 @@ export const evolve = (state: ClusterState, event: Event): ClusterState => {
     case "MembershipChanged":
       return { ...state, voters: event.voters, learners: event.learners }
     case "LeaderElected":
-      return { ...state, leader: event.leader, leaderTerm: event.term }
+      return { ...state, leader: event.leader, leaderHttp: event.http, leaderTerm: event.term }
   }
 }
 
@@ -107,6 +109,7 @@ export const StateJson = Schema.Struct({
   voters: Schema.Array(Schema.String),
   learners: Schema.Array(Schema.String),
   leader: Schema.NullOr(Schema.String),
+  leaderHttp: Schema.NullOr(Schema.String),
   leaderTerm: Schema.Number
 })
 export type StateJson = typeof StateJson.Type
@@ -117,6 +120,7 @@ export const toJson = (s: ClusterState): StateJson => ({
   voters: s.voters,
   learners: s.learners,
   leader: s.leader,
+  leaderHttp: s.leaderHttp,
   leaderTerm: s.leaderTerm
 })
 
@@ -126,5 +130,6 @@ export const fromJson = (j: StateJson): ClusterState => ({
   voters: j.voters,
   learners: j.learners,
   leader: j.leader,
+  leaderHttp: j.leaderHttp,
   leaderTerm: j.leaderTerm
 })

@@ -1,0 +1,116 @@
+import { Effect, Layer, Queue, Ref, Stream } from "effect"
+import type { Message } from "../domain/raft/messages.js"
+import { type Inbound, Transport } from "./Transport.js"
+
+/**
+ * An in-process network for testing node actors together: each member's transport registers an
+ * inbox on the hub, and sends are delivered straight into the receiver's inbox, in order.
+ * Partitions are controlled on the hub, for all members at once.
+ */
+export interface MemoryNetwork {
+  /** Drops everything `from` sends to `to` (one way). */
+  readonly cut: (from: string, to: string) => Effect.Effect<void>
+  /** Members named in different sides cannot talk either way; unnamed members are unaffected. */
+  readonly partition: (sides: ReadonlyArray<ReadonlyArray<string>>) => Effect.Effect<void>
+  /** Cuts `node` off from every other member, both ways. */
+  readonly isolate: (node: string) => Effect.Effect<void>
+  /** Removes every cut, partition and isolation. */
+  readonly heal: () => Effect.Effect<void>
+  /** Delivers `message` if its link is open; false when the receiver has no inbox registered. */
+  readonly deliver: (message: Message) => Effect.Effect<boolean>
+  readonly register: (node: string, inbox: Queue.Queue<Inbound>) => Effect.Effect<void>
+  readonly unregister: (node: string, inbox: Queue.Queue<Inbound>) => Effect.Effect<void>
+}
+
+interface HubState {
+  readonly inboxes: ReadonlyMap<string, Queue.Queue<Inbound>>
+  readonly cuts: ReadonlySet<string>
+  readonly isolated: ReadonlySet<string>
+  readonly sideOf: ReadonlyMap<string, number>
+}
+
+const healthy = { cuts: new Set<string>(), isolated: new Set<string>(), sideOf: new Map<string, number>() }
+
+const linkKey = (from: string, to: string) => `${from}\u0000${to}`
+
+const isOpen = (state: HubState, from: string, to: string): boolean => {
+  const fromSide = state.sideOf.get(from)
+  const toSide = state.sideOf.get(to)
+  const partitioned = fromSide !== undefined && toSide !== undefined && fromSide !== toSide
+  return !partitioned && !state.cuts.has(linkKey(from, to)) && !state.isolated.has(from) && !state.isolated.has(to)
+}
+
+const sidesMap = (sides: ReadonlyArray<ReadonlyArray<string>>) =>
+  new Map(sides.flatMap((side, index) => side.map((node) => [node, index] as const)))
+
+const withInbox = (state: HubState, node: string, inbox: Queue.Queue<Inbound> | undefined): HubState => {
+  const inboxes = new Map(state.inboxes)
+  if (inbox === undefined) inboxes.delete(node)
+  else inboxes.set(node, inbox)
+  return { ...state, inboxes }
+}
+
+const make: Effect.Effect<MemoryNetwork> = Effect.map(
+  Ref.make<HubState>({ inboxes: new Map(), ...healthy }),
+  (state): MemoryNetwork => ({
+    cut: (from, to) => Ref.update(state, (s) => ({ ...s, cuts: new Set(s.cuts).add(linkKey(from, to)) })),
+    partition: (sides) => Ref.update(state, (s) => ({ ...s, sideOf: sidesMap(sides) })),
+    isolate: (node) => Ref.update(state, (s) => ({ ...s, isolated: new Set(s.isolated).add(node) })),
+    heal: () => Ref.update(state, (s) => ({ ...s, ...healthy })),
+    deliver: (message) =>
+      Effect.flatMap(Ref.get(state), (s) => {
+        const inbox = s.inboxes.get(message.to)
+        if (inbox === undefined) return Effect.succeed(false)
+        if (!isOpen(s, message.from, message.to)) return Effect.succeed(true)
+        return Effect.as(Queue.offer(inbox, { _tag: "Message", message }), true)
+      }),
+    register: (node, inbox) => Ref.update(state, (s) => withInbox(s, node, inbox)),
+    unregister: (node, inbox) =>
+      Ref.update(state, (s) => (s.inboxes.get(node) === inbox ? withInbox(s, node, undefined) : s))
+  })
+)
+
+export const MemoryNetwork = { make }
+
+/**
+ * `self`'s transport on `network` for the layer's lifetime. A message to a member with no
+ * transport is lost and reported as PeerDown once, until a message reaches it again; a cut link
+ * loses messages silently, as a real partition does.
+ */
+const layer = (
+  network: MemoryNetwork,
+  self: string,
+  options?: { readonly inboundCapacityMax?: number }
+): Layer.Layer<Transport> =>
+  Layer.scoped(
+    Transport,
+    Effect.gen(function*() {
+      const inbox = yield* Queue.sliding<Inbound>(options?.inboundCapacityMax ?? 4096)
+      yield* Effect.acquireRelease(network.register(self, inbox), () => network.unregister(self, inbox))
+      const down = yield* Ref.make<ReadonlySet<string>>(new Set())
+      const sendOne = (message: Message) =>
+        Effect.flatMap(network.deliver(message), (delivered) => track(inbox, down, message.to, delivered))
+      return {
+        send: (messages: ReadonlyArray<Message>) => Effect.forEach(messages, sendOne, { discard: true }),
+        inbound: Stream.fromQueue(inbox)
+      }
+    })
+  )
+
+/** Records whether `peer` is reachable, reporting PeerDown on the transition to unreachable. */
+const track = (inbox: Queue.Queue<Inbound>, down: Ref.Ref<ReadonlySet<string>>, peer: string, reached: boolean) =>
+  Effect.flatMap(
+    Ref.modify(down, (set): [boolean, ReadonlySet<string>] => {
+      if (reached) return [false, set.has(peer) ? withoutPeer(set, peer) : set]
+      return set.has(peer) ? [false, set] : [true, new Set(set).add(peer)]
+    }),
+    (wentDown) => (wentDown ? Queue.offer(inbox, { _tag: "PeerDown", peer }) : Effect.void)
+  )
+
+const withoutPeer = (set: ReadonlySet<string>, peer: string): ReadonlySet<string> => {
+  const next = new Set(set)
+  next.delete(peer)
+  return next
+}
+
+export const MemoryTransport = { layer }

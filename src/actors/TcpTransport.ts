@@ -1,0 +1,314 @@
+import type * as net from "node:net"
+import {
+  type Chunk,
+  Clock,
+  Context,
+  Data,
+  Effect,
+  Either,
+  FiberSet,
+  Layer,
+  Option,
+  Queue,
+  Ref,
+  Schedule,
+  Stream,
+  SynchronizedRef
+} from "effect"
+import type { Message } from "../domain/raft/messages.js"
+import { FrameDecoder, frameBytesMaxDefault, type FrameTooLarge, frameHeader } from "./frame.js"
+import { type Address, awaitClose, connect, listen, parseAddress, readChunk, SocketError, writeAll } from "./socket.js"
+import { type Inbound, Transport } from "./Transport.js"
+import { delayMsOf, type Faults, isBlocked, makeControl, noFaults, TransportControl } from "./TransportControl.js"
+import { type Codec, decodeHello, decodeMessage, encodeHello, encodeMessage, jsonCodec } from "./wire.js"
+
+/**
+ * Transport between cluster_mgr processes over TCP. Each node listens on its raft address and
+ * opens one outgoing connection per peer, so a connection carries traffic one way: requests go
+ * out on ours, replies come back on the peer's. Per-connection order is preserved; loss is not
+ * prevented (Raft retries), only reported as PeerDown.
+ */
+
+export interface TcpTransportOptions {
+  /** The cluster's group id; connections and messages of another group are refused. */
+  readonly group: string
+  /** This node's raft address, "ip:port": its name in messages and in handshakes. */
+  readonly self: string
+  readonly listen: { readonly host: string; readonly port: number }
+  /** Enables TransportControl; off in production. */
+  readonly faultInjection?: boolean
+  /** The payload codec, JSON by default; every node of a cluster must use the same. */
+  readonly codec?: Codec
+  /** Messages waiting for one peer; beyond it the oldest are dropped. */
+  readonly peerQueueCapacityMax?: number
+  /** Received messages the node has not taken yet; beyond it the oldest are dropped. */
+  readonly inboundCapacityMax?: number
+  readonly frameBytesMax?: number
+  readonly connectTimeoutMs?: number
+}
+
+/** The listening socket could not be opened, typically because the port is in use. */
+export class TransportListenError extends Data.TaggedError("TransportListenError")<{
+  readonly host: string
+  readonly port: number
+  readonly reason: string
+}> {
+  override get message(): string {
+    return `cannot listen on ${this.host}:${this.port}: ${this.reason}`
+  }
+}
+
+/** The peer closed a connection; on an inbound connection that is the normal end. */
+class ConnectionEnded extends Data.TaggedError("ConnectionEnded")<{}> {}
+
+/**
+ * Starts at 20 ms so a restarted peer is found quickly, caps at 1 s so a long outage costs one
+ * attempt a second, and jitters so the members of a cluster do not reconnect in lockstep.
+ */
+const reconnectBackoff = Schedule.exponential("20 millis").pipe(
+  Schedule.either(Schedule.spaced("1 second")),
+  Schedule.jittered
+)
+
+/**
+ * A connection that lasted this long was healthy, so the next outage starts again from the
+ * shortest backoff. A peer that accepts and at once closes (it refuses our group) never gets
+ * there, so we do not hammer it.
+ */
+const healthyConnectionMs = 1000
+
+interface Settings {
+  readonly group: string
+  readonly self: string
+  readonly listen: Address
+  readonly codec: Codec
+  readonly peerQueueCapacityMax: number
+  readonly inboundCapacityMax: number
+  readonly frameBytesMax: number
+  readonly connectTimeoutMs: number
+}
+
+const settingsOf = (options: TcpTransportOptions): Settings => ({
+  group: options.group,
+  self: options.self,
+  listen: options.listen,
+  codec: options.codec ?? jsonCodec,
+  peerQueueCapacityMax: options.peerQueueCapacityMax ?? 1024,
+  inboundCapacityMax: options.inboundCapacityMax ?? 4096,
+  frameBytesMax: options.frameBytesMax ?? frameBytesMaxDefault,
+  connectTimeoutMs: options.connectTimeoutMs ?? 2000
+})
+
+/** What the fibers of one transport share. `faults` is undefined unless injection is on. */
+interface Env {
+  readonly settings: Settings
+  readonly inbound: Queue.Queue<Inbound>
+  readonly faults: Ref.Ref<Faults> | undefined
+  /** Forks into the transport's scope, so closing the layer stops every connection. */
+  readonly fork: (effect: Effect.Effect<void>) => void
+}
+
+/** A message waiting for its peer's connection; `dueAtMs` > 0 when a fault delays it. */
+interface Outgoing {
+  readonly message: Message
+  readonly dueAtMs: number
+}
+
+/** Provides Transport and TransportControl; fails with TransportListenError if it cannot listen. */
+export const layer = (
+  options: TcpTransportOptions
+): Layer.Layer<Transport | TransportControl, TransportListenError> => Layer.scopedContext(make(options))
+
+const make = (options: TcpTransportOptions) =>
+  Effect.gen(function*() {
+    const settings = settingsOf(options)
+    const inbound = yield* Effect.acquireRelease(Queue.sliding<Inbound>(settings.inboundCapacityMax), Queue.shutdown)
+    const faults = options.faultInjection === true ? yield* Ref.make(noFaults) : undefined
+    const run = yield* FiberSet.makeRuntime<never>()
+    const env: Env = { settings, inbound, faults, fork: (effect) => void run(effect) }
+    yield* listen(settings.listen, (socket) => env.fork(serve(env, socket))).pipe(
+      Effect.mapError((error) => new TransportListenError({ ...settings.listen, reason: error.reason }))
+    )
+    yield* Effect.logDebug(`listening on ${settings.listen.host}:${settings.listen.port}`)
+    const send = yield* makeSend(env)
+    return Context.make(Transport, { send, inbound: Stream.fromQueue(inbound) }).pipe(
+      Context.add(TransportControl, makeControl(faults))
+    )
+  }).pipe(Effect.annotateLogs({ node: options.self, component: "transport" }))
+
+// --- Outbound: one link (a queue and a connection fiber) per peer, created on first send.
+
+const makeSend = (env: Env) =>
+  Effect.gen(function*() {
+    const links = yield* SynchronizedRef.make(new Map<string, Queue.Queue<Outgoing>>())
+    const linkTo = (peer: string) =>
+      Effect.flatMap(SynchronizedRef.get(links), (current) => {
+        const existing = current.get(peer)
+        return existing !== undefined ? Effect.succeed(existing) : SynchronizedRef.modifyEffect(links, addLink(env, peer))
+      })
+    const enqueue = (message: Message) =>
+      Effect.flatMap(dueAt(env, message.to), (dueAtMs) =>
+        dueAtMs === undefined
+          ? Effect.void
+          : Effect.flatMap(linkTo(message.to), (queue) => Queue.offer(queue, { message, dueAtMs })))
+    return (messages: ReadonlyArray<Message>) => Effect.forEach(messages, enqueue, { discard: true })
+  })
+
+const addLink = (env: Env, peer: string) => (current: Map<string, Queue.Queue<Outgoing>>) => {
+  const existing = current.get(peer)
+  if (existing !== undefined) return Effect.succeed([existing, current] as const)
+  return Effect.map(Queue.sliding<Outgoing>(env.settings.peerQueueCapacityMax), (queue) => {
+    env.fork(runLink(env, peer, queue))
+    return [queue, new Map(current).set(peer, queue)] as const
+  })
+}
+
+/** When a message to `peer` may leave: undefined if a fault drops it, 0 for at once. */
+const dueAt = (env: Env, peer: string): Effect.Effect<number | undefined> => {
+  if (env.faults === undefined) return Effect.succeed(0)
+  return Effect.flatMap(Ref.get(env.faults), (faults) => {
+    if (isBlocked(faults, peer)) return Effect.succeed(undefined)
+    const delayMs = delayMsOf(faults, peer)
+    return delayMs > 0 ? Effect.map(Clock.currentTimeMillis, (now) => now + delayMs) : Effect.succeed(0)
+  })
+}
+
+type LinkStatus = "unknown" | "up" | "down"
+
+/** Connects, carries the queue until the connection ends, backs off, and again, forever. */
+const runLink = (env: Env, peer: string, queue: Queue.Queue<Outgoing>) =>
+  Effect.gen(function*() {
+    const status = yield* Ref.make<LinkStatus>("unknown")
+    const driver = yield* Schedule.driver(reconnectBackoff)
+    const backOff = (healthy: boolean) =>
+      Effect.zipRight(healthy ? driver.reset : Effect.void, Effect.ignore(driver.next(undefined)))
+    return yield* Effect.forever(
+      session(env, peer, queue, status).pipe(
+        Effect.tap(() => markDown(env, peer, status)),
+        Effect.flatMap(backOff)
+      )
+    )
+  }).pipe(Effect.annotateLogs({ peer }))
+
+/**
+ * One connection's life: returns once it has ended (or could not be made), with whether it
+ * lasted long enough to count as healthy.
+ */
+const session = (env: Env, peer: string, queue: Queue.Queue<Outgoing>, status: Ref.Ref<LinkStatus>) =>
+  Effect.gen(function*() {
+    const address = parseAddress(peer)
+    if (address === undefined) return yield* new SocketError({ reason: "not an ip:port address" })
+    const socket = yield* connect(address, env.settings.connectTimeoutMs)
+    yield* Ref.set(status, "up")
+    const upSinceMs = yield* Clock.currentTimeMillis
+    const ended = yield* Effect.either(Effect.raceFirst(converse(env, socket, queue), awaitClose(socket)))
+    const reason = Either.isLeft(ended) ? ended.left.reason : "closed by the peer"
+    yield* Effect.logDebug(`connection ended: ${reason}`)
+    return (yield* Clock.currentTimeMillis) - upSinceMs >= healthyConnectionMs
+  }).pipe(
+    Effect.scoped,
+    Effect.catchAll((error) => Effect.as(Effect.logDebug(`connect failed: ${error.reason}`), false))
+  )
+
+/** Reports the peer down once per outage, however many connection attempts fail during it. */
+const markDown = (env: Env, peer: string, status: Ref.Ref<LinkStatus>) =>
+  Effect.flatMap(Ref.getAndSet(status, "down"), (previous) =>
+    previous === "down"
+      ? Effect.void
+      : Effect.zipRight(Queue.offer(env.inbound, { _tag: "PeerDown", peer }), Effect.logInfo("peer unreachable")))
+
+const framed = (payload: Buffer): Array<Buffer> => [frameHeader(payload.length), payload]
+
+/** The handshake, then every queued message, batch after batch, until writing fails. */
+const converse = (env: Env, socket: net.Socket, queue: Queue.Queue<Outgoing>) => {
+  const { codec, group, self } = env.settings
+  const pump = Queue.takeBetween(queue, 1, env.settings.peerQueueCapacityMax).pipe(
+    Effect.tap(holdUntilDue),
+    Effect.flatMap((batch) => writeAll(socket, encodeBatch(codec, batch)))
+  )
+  return Effect.zipRight(writeAll(socket, framed(encodeHello(codec, { group, from: self }))), Effect.forever(pump))
+}
+
+/**
+ * Everything queued goes out in one write: under load a batch holds many messages, which is
+ * the pipelining; when idle it holds one and leaves at once.
+ */
+const encodeBatch = (codec: Codec, batch: Chunk.Chunk<Outgoing>): Array<Buffer> => {
+  const buffers: Array<Buffer> = []
+  for (const { message } of batch) buffers.push(...framed(encodeMessage(codec, message)))
+  return buffers
+}
+
+/** A delayed message holds back the ones queued after it, so delays never reorder. */
+const holdUntilDue = (batch: Chunk.Chunk<Outgoing>) => {
+  let dueAtMs = 0
+  for (const item of batch) dueAtMs = Math.max(dueAtMs, item.dueAtMs)
+  if (dueAtMs === 0) return Effect.void
+  return Effect.flatMap(Clock.currentTimeMillis, (now) => (dueAtMs > now ? Effect.sleep(dueAtMs - now) : Effect.void))
+}
+
+// --- Inbound: one fiber per accepted connection.
+
+/**
+ * Reads the handshake, refuses another group, then delivers messages until the peer closes.
+ * A frame that is too large or does not decode means a broken or hostile peer: the
+ * connection is dropped (the peer reconnects if it is a member).
+ */
+const serve = (env: Env, socket: net.Socket) =>
+  Effect.gen(function*() {
+    const decoder = new FrameDecoder(env.settings.frameBytesMax)
+    const next = readFrames(socket, decoder)
+    const [first, ...rest] = yield* next
+    const hello = yield* decodeHello(env.settings.codec, first)
+    if (hello.group !== env.settings.group) {
+      return yield* Effect.logWarning(`refused a connection from ${hello.from} of group ${hello.group}`)
+    }
+    yield* deliver(env, hello.from, rest)
+    return yield* Effect.forever(Effect.flatMap(next, (frames) => deliver(env, hello.from, frames)))
+  }).pipe(
+    Effect.catchTags({
+      ConnectionEnded: () => Effect.void,
+      FrameTooLarge: (error) => Effect.logWarning(`dropping the connection: ${error.message}`),
+      InvalidFrame: (error) => Effect.logWarning(`dropping the connection: ${error.message}`)
+    }),
+    Effect.ensuring(Effect.sync(() => socket.destroy())),
+    Effect.annotateLogs({ remote: `${socket.remoteAddress}:${socket.remotePort}` })
+  )
+
+/** The next frames, at least one; reads as many chunks as it takes to complete one. */
+const readFrames = (
+  socket: net.Socket,
+  decoder: FrameDecoder
+): Effect.Effect<Array<Buffer>, ConnectionEnded | FrameTooLarge> =>
+  Effect.flatMap(readChunk(socket), (chunk) =>
+    Option.isNone(chunk)
+      ? Effect.fail(new ConnectionEnded())
+      : Effect.flatMap(decoder.push(chunk.value), (frames) =>
+        frames.length > 0 ? Effect.succeed(frames) : readFrames(socket, decoder)))
+
+/** Decodes every frame (one bad frame condemns the connection), then applies faults and group. */
+const deliver = (env: Env, peer: string, frames: ReadonlyArray<Buffer>) =>
+  Effect.gen(function*() {
+    if (frames.length === 0) return
+    const messages = yield* Either.all(frames.map((frame) => decodeMessage(env.settings.codec, frame)))
+    if (!(yield* admit(env, peer))) return
+    const ours = messages.filter((message) => message.group === env.settings.group)
+    if (ours.length < messages.length) {
+      yield* Effect.logDebug(`dropped ${messages.length - ours.length} messages of another group from ${peer}`)
+    }
+    yield* Queue.offerAll(env.inbound, ours.map((message): Inbound => ({ _tag: "Message", message })))
+  })
+
+/**
+ * Whether traffic from `peer` passes the injected faults, after holding it back by the peer's
+ * delay. The delay is counted from when the batch was read, so under load a message may wait
+ * up to twice the delay: enough for a slow-link fault, and order is kept.
+ */
+const admit = (env: Env, peer: string): Effect.Effect<boolean> => {
+  if (env.faults === undefined) return Effect.succeed(true)
+  return Effect.flatMap(Ref.get(env.faults), (faults) => {
+    if (isBlocked(faults, peer)) return Effect.succeed(false)
+    const delayMs = delayMsOf(faults, peer)
+    return delayMs > 0 ? Effect.as(Effect.sleep(delayMs), true) : Effect.succeed(true)
+  })
+}

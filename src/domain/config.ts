@@ -1,0 +1,249 @@
+import { Data, Either, Option, ParseResult, Schema, SchemaAST } from "effect"
+import { Host, Port, PositiveInt, splitEndpoint, textWhere } from "./emit/commands.js"
+import { excerpt, firstIssue, mustBe } from "./emit/errors.js"
+
+/** A cluster_mgr.cnf problem, in one line naming the key and, when there is one, the line. */
+export class ConfigError extends Data.TaggedError("ConfigError")<{
+  readonly message: string
+  readonly key?: string
+  readonly line?: number
+}> {}
+
+// ---------------------------------------------------------------------------------------------
+// Value schemas: each decodes the text of a value and encodes back to it (for renderConfig).
+// ---------------------------------------------------------------------------------------------
+
+/** A value ends at the first whitespace and `#` starts a comment, so neither can be in one. */
+const Word = textWhere("a value without spaces or #", (text) => text.length > 0 && !/[\s#]/.test(text))
+
+const truths: Record<string, boolean> = { true: true, false: false, on: true, off: false, "1": true, "0": false }
+
+const Bool = Schema.transformOrFail(Schema.String, Schema.Boolean, {
+  strict: true,
+  decode: (text, _, ast) => {
+    const value = Object.hasOwn(truths, text.toLowerCase()) ? truths[text.toLowerCase()] : undefined
+    return value === undefined ? ParseResult.fail(new ParseResult.Type(ast, text)) : ParseResult.succeed(value)
+  },
+  encode: (value) => ParseResult.succeed(String(value))
+}).annotations(mustBe("true, false, on, off, 1 or 0"))
+
+const memberFormat = /^(.*):([0-9]+)$/
+
+/** One `ip:raft_port:idx` entry; braft's idx distinguishes peers in one process, so it is 0. */
+const parseMember = (entry: string): string | undefined => {
+  const match = memberFormat.exec(entry)
+  return match !== null && match[2] === "0" && splitEndpoint(match[1], ":") !== undefined ? match[1] : undefined
+}
+
+const memberListError = (entries: ReadonlyArray<string>, members: ReadonlyArray<string>): string | undefined => {
+  const bad = entries.findIndex((entry) => parseMember(entry) === undefined)
+  if (bad >= 0) return `entry ${bad + 1} must be ip:raft_port:0, got '${excerpt(entries[bad])}'`
+  const seen = new Set<string>()
+  const twice = members.find((member) => seen.has(member) || !seen.add(member))
+  return twice === undefined ? undefined : `lists ${twice} twice`
+}
+
+/** Klustron's member list, `ip:raft_port:0,` repeated; the trailing comma is optional here. */
+const MemberList = Schema.transformOrFail(Schema.String, Schema.Array(Schema.String), {
+  strict: true,
+  decode: (text, _, ast) => {
+    const entries = (text.endsWith(",") ? text.slice(0, -1) : text).split(",")
+    const members = entries.flatMap((entry) => parseMember(entry) ?? [])
+    const error = memberListError(entries, members)
+    return error === undefined ? ParseResult.succeed(members) : ParseResult.fail(new ParseResult.Type(ast, text, error))
+  },
+  encode: (members) => ParseResult.succeed(members.map((member) => `${member}:0,`).join(""))
+})
+
+const documented = <S extends Schema.Schema.Any>(doc: string, schema: S) =>
+  Schema.propertySignature(schema).annotations({ description: doc })
+
+const withDefault = <A, I>(doc: string, schema: Schema.Schema<A, I>, value: A) =>
+  Schema.optionalWith(schema, { exact: true, default: () => value }).annotations({ description: doc })
+
+const optional = <A, I>(doc: string, schema: Schema.Schema<A, I>) =>
+  Schema.optionalWith(schema, { exact: true }).annotations({ description: doc })
+
+// ---------------------------------------------------------------------------------------------
+// The keys. Each one's description is its documentation and the comment renderConfig writes.
+// ---------------------------------------------------------------------------------------------
+
+const ConfigFields = Schema.Struct({
+  local_ip: documented("This node's IP address (required); peers and clients reach it there.", Host),
+  brpc_http_port: withDefault("Port of the Emit HTTP API.", Port, 58000),
+  brpc_raft_port: withDefault("Port of Raft traffic between cluster_mgr members.", Port, 58001),
+  raft_group_member_init_config: documented(
+    "Initial members, ip:raft_port:0 separated by commas (required; must include this node). " +
+      "Only bootstraps an empty data directory: later membership lives in the Raft log.",
+    MemberList
+  ),
+  cluster_mgr_tmp_data_path: withDefault("Data directory: Raft log, snapshots, state.", Word, "./data"),
+  log_file: optional("Log file; logs go to standard output when unset.", Word),
+  thread_work_interval: optional("Accepted for Klustron compatibility (seconds); unused.", PositiveInt),
+  check_shard_interval: optional("Accepted for Klustron compatibility (seconds); unused.", PositiveInt),
+  raft_tick_ms: withDefault("Length of one Raft tick; every Raft timeout is counted in ticks.", PositiveInt, 10),
+  raft_election_timeout_ms: withDefault(
+    "A follower that hears no leader for this long (randomised up to 2x) starts an election. Klustron: 5000.",
+    PositiveInt,
+    1000
+  ),
+  raft_heartbeat_interval_ms: withDefault(
+    "The leader's heartbeat period; must be less than raft_election_timeout_ms.",
+    PositiveInt,
+    100
+  ),
+  raft_snapshot_interval_entries: withDefault("Snapshot after this many applied entries.", PositiveInt, 10000),
+  raft_snapshot_interval_sec: withDefault(
+    "...or after this many seconds with anything applied. Klustron: 60.",
+    PositiveInt,
+    60
+  ),
+  raft_catchup_timeout_ms: withDefault(
+    "add_peer fails unless the new member catches up with the log within this time.",
+    PositiveInt,
+    10000
+  ),
+  raft_transfer_timeout_ms: withDefault(
+    "transfer_leader is aborted unless the target takes over within this time.",
+    PositiveInt,
+    3000
+  ),
+  http_max_body_bytes: withDefault("Largest accepted Emit request body.", PositiveInt, 1048576),
+  raft_group_id: withDefault("Name of the Raft group; members of other groups are refused.", Word, "cluster_mgr"),
+  raft_pre_vote: withDefault(
+    "Run a pre-vote before an election, so a partitioned node cannot disturb the group.",
+    Bool,
+    true
+  ),
+  raft_lease_read: withDefault(
+    "Serve reads from the leader's lease instead of a heartbeat round (relies on bounded clock drift).",
+    Bool,
+    false
+  ),
+  raft_fault_injection: withDefault(
+    "Test only: enables fault-injection hooks. Never set it in production.",
+    Bool,
+    false
+  )
+})
+
+const selfOf = (config: typeof ConfigFields.Type): string => `${config.local_ip}:${config.brpc_raft_port}`
+
+/** The node configuration from cluster_mgr.cnf. Encoded: each key's text; decoded: typed values. */
+export const Config = ConfigFields.pipe(
+  Schema.filter((config) => {
+    if (!config.raft_group_member_init_config.includes(selfOf(config))) {
+      return {
+        path: ["raft_group_member_init_config"],
+        message: `must include this node, local_ip:brpc_raft_port = ${selfOf(config)}`
+      }
+    }
+    return config.raft_heartbeat_interval_ms < config.raft_election_timeout_ms
+      ? true
+      : {
+          path: ["raft_heartbeat_interval_ms"],
+          message:
+            `(${config.raft_heartbeat_interval_ms}) must be less than ` +
+            `\`raft_election_timeout_ms\` (${config.raft_election_timeout_ms})`
+        }
+  })
+)
+export type Config = typeof Config.Type
+
+export type ConfigKey = keyof typeof ConfigFields.fields
+const configKeys = Object.keys(ConfigFields.fields) as ReadonlyArray<ConfigKey>
+const isConfigKey = (key: string): key is ConfigKey => (configKeys as ReadonlyArray<string>).includes(key)
+
+/** A check that compares two keys is reported on the other key's line when the first is defaulted. */
+const comparedWith: Partial<Record<ConfigKey, ConfigKey>> = { raft_heartbeat_interval_ms: "raft_election_timeout_ms" }
+
+// ---------------------------------------------------------------------------------------------
+// Parsing
+// ---------------------------------------------------------------------------------------------
+
+interface Setting {
+  readonly key: ConfigKey
+  readonly value: string
+  readonly line: number
+}
+
+const keyFormat = /^[A-Za-z_][A-Za-z0-9_]*$/
+
+const errorAt = (source: string, line: number | undefined, text: string, key?: string): ConfigError =>
+  new ConfigError({ message: `${source}${line === undefined ? "" : ` line ${line}`}: ${text}`, key, line })
+
+/** One line: nothing (blank or comment), a known key's setting, or an error. */
+const lexLine = (source: string, raw: string, line: number): Either.Either<Setting | undefined, ConfigError> => {
+  const content = raw.split("#", 1)[0].trim()
+  if (content === "") return Either.right(undefined)
+  const eq = content.indexOf("=")
+  if (eq < 0) return Either.left(errorAt(source, line, `expected \`name = value\`, got '${excerpt(content)}'`))
+  const key = content.slice(0, eq).trim()
+  const value = content.slice(eq + 1).trim().split(/\s/, 1)[0]
+  if (!keyFormat.test(key)) return Either.left(errorAt(source, line, `invalid key name '${excerpt(key)}'`))
+  if (!isConfigKey(key)) return Either.left(errorAt(source, line, `unknown key \`${excerpt(key)}\``, key))
+  if (value === "") return Either.left(errorAt(source, line, `\`${key}\` has no value`, key))
+  return Either.right({ key, value, line })
+}
+
+/** Settings by key, each once; a repeated key is an error naming both lines. */
+const collect = (source: string, text: string): Either.Either<Map<ConfigKey, Setting>, ConfigError> => {
+  const settings = new Map<ConfigKey, Setting>()
+  const lines = text.split(/\r?\n/)
+  for (let i = 0; i < lines.length; i++) {
+    const lexed = lexLine(source, lines[i], i + 1)
+    if (Either.isLeft(lexed)) return Either.left(lexed.left)
+    const setting = lexed.right
+    if (setting === undefined) continue
+    const first = settings.get(setting.key)
+    if (first !== undefined) {
+      return Either.left(
+        errorAt(source, setting.line, `duplicate key \`${setting.key}\` (first set on line ${first.line})`, setting.key)
+      )
+    }
+    settings.set(setting.key, setting)
+  }
+  return Either.right(settings)
+}
+
+const decodeConfig = Schema.decodeUnknownEither(Config, { errors: "first" })
+
+const toConfigError = (source: string, settings: Map<ConfigKey, Setting>, error: ParseResult.ParseError) => {
+  const issue = firstIssue(error)
+  const key = issue.path as ConfigKey
+  if (issue.missing) {
+    return errorAt(source, undefined, `missing required key \`${key}\``, key)
+  }
+  const partner = comparedWith[key]
+  const line = settings.get(key)?.line ?? (partner === undefined ? undefined : settings.get(partner)?.line)
+  return errorAt(source, line, `\`${key}\` ${issue.message}`, key)
+}
+
+/** cluster_mgr.cnf text to a Config, or the first problem found, naming key and line. */
+export const parseConfig = (text: string, source = "cluster_mgr.cnf"): Either.Either<Config, ConfigError> =>
+  Either.flatMap(collect(source, text), (settings) => {
+    const values = Object.fromEntries([...settings.values()].map((s) => [s.key, s.value]))
+    return Either.mapLeft(decodeConfig(values), (error) => toConfigError(source, settings, error))
+  })
+
+// ---------------------------------------------------------------------------------------------
+// Rendering
+// ---------------------------------------------------------------------------------------------
+
+const docOf = (key: ConfigKey): string => {
+  const ast = ConfigFields.fields[key].ast
+  const annotated = ast._tag === "PropertySignatureDeclaration" ? ast : ast.to
+  return Option.getOrElse(SchemaAST.getDescriptionAnnotation(annotated), () => "")
+}
+
+/**
+ * A cnf text that parses back to `config`, each key preceded by its documentation. Throws (a
+ * defect) only for a Config that violates its own schema, which parseConfig never returns.
+ */
+export const renderConfig = (config: Config): string => {
+  const encoded: Partial<Record<ConfigKey, unknown>> = Schema.encodeSync(Config)(config)
+  return configKeys
+    .filter((key) => encoded[key] !== undefined)
+    .map((key) => `# ${docOf(key)}\n${key} = ${String(encoded[key])}\n`)
+    .join("\n")
+}

@@ -1,0 +1,125 @@
+import { Either, Schema } from "effect"
+import type { ParseResult } from "effect"
+import { BadRequest, describe, excerpt, firstIssue } from "./errors.js"
+
+/** Every job_type the Emit endpoint knows; anything else is "Unrecongnized job type". */
+export const jobTypes = [
+  "raft_mission",
+  "get_status",
+  "get_cluster_mgr_status",
+  "create_machine",
+  "delete_machine",
+  "create_cluster",
+  "delete_cluster",
+  "add_shards",
+  "delete_shard",
+  "add_comps",
+  "delete_comp",
+  "add_nodes",
+  "delete_node",
+  "control_instance",
+  "manual_switch",
+  "rebuild_node",
+  "expand_cluster",
+  "manual_backup_cluster",
+  "cluster_restore",
+  "get_meta_summary",
+  "get_cluster_detail",
+  "get_cluster_summary",
+  "get_backup_storage",
+  "get_variable",
+  "set_variable",
+  "logical_backup",
+  "logical_restore",
+  "table_repartition"
+] as const
+
+/** A JSON object as JSON.parse builds it: its keys are own properties, never the prototype. */
+export type JsonObject = { readonly [key: string]: unknown }
+
+export const isJsonObject = (value: unknown): value is JsonObject =>
+  typeof value === "object" && value !== null && !Array.isArray(value)
+
+/** Klustron's own texts (misspelling included), so its clients see what they expect. */
+const jobTypeMessage = (actual: unknown): string =>
+  typeof actual === "string" && actual.length > 0
+    ? `Unrecongnized job type: ${excerpt(actual)}`
+    : "The field `job_type` in Body must be a non empty valid string"
+
+export const JobType = Schema.Literal(...jobTypes).annotations({
+  message: (issue) => ({ message: jobTypeMessage(issue.actual), override: true })
+})
+export type JobType = typeof JobType.Type
+
+/** Klustron sends every value as a string; a number is taken as its decimal text. */
+export const NumberAsText = Schema.transform(Schema.Number.pipe(Schema.finite()), Schema.String, {
+  strict: true,
+  decode: (n) => String(n),
+  encode: (s) => Number(s)
+})
+
+const bodyText = (field: string) =>
+  Schema.Union(Schema.String, NumberAsText).annotations({
+    message: (issue) => ({
+      message: `The field \`${field}\` in Body must be a string, got ${describe(issue.actual)}`,
+      override: true
+    })
+  })
+
+/**
+ * A key that would reach an object's prototype if copied by assignment (as Schema.Record does).
+ * No Klustron request has one, so it is refused rather than silently dropped.
+ */
+const forbiddenKey = "__proto__"
+
+/** `paras` is kept as parsed: each job's schema picks its own fields from it. */
+export const Paras = Schema.declare(isJsonObject, {
+  identifier: "Paras",
+  message: (issue) => ({
+    message: `The field \`paras\` in Body must be a JSON object, got ${describe(issue.actual)}`,
+    override: true
+  })
+}).pipe(
+  Schema.filter((paras) =>
+    Object.hasOwn(paras, forbiddenKey) ? `The key \`${forbiddenKey}\` is not allowed in \`paras\`` : true
+  )
+)
+
+/** The Emit request body. Only `job_type` is mandatory; the client's job_id only names a job to query. */
+export const EmitRequest = Schema.Struct({
+  job_type: Schema.propertySignature(JobType).annotations({
+    missingMessage: () => "missing `job_type` key-value pair in the request body"
+  }),
+  version: Schema.optionalWith(bodyText("version"), { exact: true }),
+  job_id: Schema.optionalWith(bodyText("job_id"), { exact: true }),
+  timestamp: Schema.optionalWith(bodyText("timestamp"), { exact: true }),
+  user_name: Schema.optionalWith(bodyText("user_name"), { exact: true }),
+  paras: Schema.optionalWith(Paras, { exact: true, default: () => ({}) })
+})
+export type EmitRequest = typeof EmitRequest.Type
+
+const decodeRequest = Schema.decodeUnknownEither(EmitRequest, { errors: "first" })
+
+const fromParseError = (error: ParseResult.ParseError): BadRequest =>
+  new BadRequest({ info: firstIssue(error).message })
+
+/** Turns any parsed body into a request or a Klustron-shaped error naming the field. */
+export const decodeEmitValue = (body: unknown): Either.Either<EmitRequest, BadRequest> => {
+  if (!isJsonObject(body)) {
+    return Either.left(new BadRequest({ info: `The request body must be a JSON object, got ${describe(body)}` }))
+  }
+  if (Object.hasOwn(body, forbiddenKey)) {
+    return Either.left(new BadRequest({ info: `The key \`${forbiddenKey}\` is not allowed in the request body` }))
+  }
+  return Either.mapLeft(decodeRequest(body), fromParseError)
+}
+
+const parseJson = (text: string): Either.Either<unknown, BadRequest> =>
+  Either.try({
+    try: (): unknown => JSON.parse(text),
+    catch: (e) => new BadRequest({ info: `JSON parse error: ${excerpt(e instanceof Error ? e.message : String(e))}` })
+  })
+
+/** Turns any request body text into a request or a Klustron-shaped error. */
+export const decodeEmitBody = (text: string): Either.Either<EmitRequest, BadRequest> =>
+  Either.flatMap(parseJson(text), decodeEmitValue)

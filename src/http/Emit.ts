@@ -1,0 +1,186 @@
+import { Clock, Duration, Effect, Either, HashMap, Metric, Option } from "effect"
+import { HttpClient, HttpClientRequest } from "@effect/platform"
+import { NodeHttpAddress } from "../actors/JobScheduler.js"
+import { metrics } from "../actors/metrics.js"
+import { type RaftError, RaftNode, type RaftNodeApi } from "../actors/RaftNode.js"
+import { type Command, decodeCommand } from "../domain/emit/commands.js"
+import { decodeEmitBody, type EmitRequest } from "../domain/emit/envelope.js"
+import { BadRequest, Busy, type EmitError, Internal, NotFound, Timeout, Unavailable } from "../domain/emit/errors.js"
+import { accepted, type EmitReply, failure, jobStatus, syncResult } from "../domain/emit/replies.js"
+import type { RaftStatus } from "../domain/raft/ready.js"
+import type { ClusterState } from "../domain/state.js"
+
+/** Marks a request already forwarded once, so that two nodes never bounce it between them. */
+export const forwardedHeader = "x-cluster-mgr-forwarded"
+
+/** How long a request may wait for a leader (election in progress) before answering failed. */
+const leaderWaitMs = 1500
+const operationTimeout = Duration.seconds(10)
+
+/** The cluster_mgr status object, as get_cluster_mgr_status and GET /status return it. */
+export const statusObject = (s: RaftStatus, self: string, http: string, state: ClusterState) => ({
+  node: self,
+  http,
+  role: s.voters.includes(self) || s.outgoing.includes(self) ? s.role : "learner",
+  term: s.term,
+  leader: s.leader,
+  leader_http: s.leader === self ? http : s.leader !== null && state.leader === s.leader ? state.leaderHttp : null,
+  commit_index: s.commitIndex,
+  applied_index: s.appliedIndex,
+  voters: s.voters,
+  learners: [...s.learners, ...s.catchingUp],
+  joint: s.joint,
+  peers: s.peers.map((p) => ({ peer: p.peer, match_index: p.matchIndex, last_contact_ms: p.ticksSinceContact }))
+})
+
+const fromRaftError = (e: RaftError): EmitError => {
+  switch (e._tag) {
+    case "NotLeader":
+      return new Unavailable({ info: "leadership changed while serving the request; retry" })
+    case "Busy":
+      return new Busy({ info: e.reason })
+    case "InvalidChange":
+      return new BadRequest({ info: e.reason })
+    case "OperationFailed":
+      return new Unavailable({ info: e.reason })
+  }
+}
+
+/**
+ * Serves one Emit body on this node: decode and validate, then answer locally (status),
+ * as the leader (jobs, get_status) or by forwarding to the leader.
+ */
+export const makeEmit = Effect.gen(function* () {
+  const node = yield* RaftNode
+  const http = yield* NodeHttpAddress
+  const client = yield* HttpClient.HttpClient
+
+  const localStatus = Effect.gen(function* () {
+    const s = yield* node.status
+    const state = yield* node.localState
+    return statusObject(s, node.id, http, state)
+  })
+
+  const asLeader = (request: EmitRequest, command: Command): Effect.Effect<EmitReply, EmitError> => {
+    switch (command._tag) {
+      case "get_status":
+        return node.read.pipe(
+          Effect.mapError(fromRaftError),
+          Effect.map((state) => statusReply(state, command.job_id))
+        )
+      case "raft_mission":
+        return Effect.gen(function* () {
+          yield* validateRaftMission(node, command)
+          return yield* submitJob(node, request)
+        })
+      default:
+        return Effect.fail(
+          new BadRequest({ info: `job_type ${command._tag} is not supported by this version of cluster_mgr` })
+        )
+    }
+  }
+
+  const forward = (body: string, leaderHttp: string): Effect.Effect<EmitReply, EmitError> =>
+    HttpClientRequest.post(`http://${leaderHttp}/HttpService/Emit`).pipe(
+      HttpClientRequest.setHeader(forwardedHeader, "1"),
+      HttpClientRequest.bodyText(body, "application/json"),
+      client.execute,
+      Effect.flatMap((res) => res.json),
+      Effect.map((json) => json as EmitReply),
+      Effect.scoped,
+      Effect.timeout(operationTimeout),
+      Effect.mapError(() => new Unavailable({ info: `forwarding to the leader at ${leaderHttp} failed; retry` }))
+    )
+
+  /** Waits briefly for a leader to be known (an election may be under way). */
+  const awaitLeader = Effect.gen(function* () {
+    const deadline = (yield* Clock.currentTimeMillis) + leaderWaitMs
+    while (true) {
+      const s = yield* node.status
+      if (s.role === "leader") return Option.some({ self: true, http })
+      const state = yield* node.localState
+      if (s.leader !== null && state.leader === s.leader && state.leaderHttp) {
+        return Option.some({ self: false, http: state.leaderHttp })
+      }
+      if ((yield* Clock.currentTimeMillis) >= deadline) return Option.none()
+      yield* Effect.sleep(Duration.millis(20))
+    }
+  })
+
+  const route = (body: string, forwarded: boolean, request: EmitRequest, command: Command) =>
+    Effect.gen(function* () {
+      if (command._tag === "get_cluster_mgr_status") return syncResult(yield* localStatus)
+      const leader = yield* awaitLeader
+      if (Option.isNone(leader)) {
+        return yield* Effect.fail(new Unavailable({ info: "no cluster_mgr leader is known at the moment; retry shortly" }))
+      }
+      if (leader.value.self) return yield* asLeader(request, command).pipe(Effect.timeout(operationTimeout))
+      if (forwarded) return yield* Effect.fail(new Unavailable({ info: "leadership is changing; retry" }))
+      return yield* forward(body, leader.value.http)
+    })
+
+  const handle = (body: string, forwarded: boolean): Effect.Effect<EmitReply> =>
+    Effect.gen(function* () {
+      const request = decodeEmitBody(body)
+      if (Either.isLeft(request)) return failure(request.left)
+      const command = decodeCommand(request.right)
+      if (Either.isLeft(command)) return failure(command.left)
+      const jobType = request.right.job_type
+      const reply = yield* route(body, forwarded, request.right, command.right).pipe(
+        Effect.catchTag("TimeoutException", () =>
+          Effect.succeed(failure(new Timeout({ info: "the operation did not finish in time; its outcome is unknown" })))
+        ),
+        Effect.catchAll((e) => Effect.succeed(failure(e))),
+        Effect.catchAllDefect((d) =>
+          Effect.logError("Emit failed", d).pipe(Effect.as(failure(new Internal({ info: "internal error" }))))
+        )
+      )
+      yield* Metric.increment(Metric.tagged(Metric.tagged(metrics.requests, "job_type", jobType), "status", reply.status))
+      return reply
+    })
+
+  return { handle, localStatus }
+})
+
+const statusReply = (state: ClusterState, jobId: string): EmitReply => {
+  const job = HashMap.get(state.jobs, jobId)
+  if (Option.isNone(job)) return failure(new NotFound({ info: `no job with job_id ${jobId}` }))
+  const j = job.value
+  const error = j.status === "failed" ? { code: j.errorCode as "70007", info: j.errorInfo } : undefined
+  return jobStatus(j.id, j.status, j.memo ?? null, error)
+}
+
+const validateRaftMission = (
+  node: RaftNodeApi,
+  command: Extract<Command, { _tag: "raft_mission" }>
+): Effect.Effect<void, EmitError> =>
+  Effect.gen(function* () {
+    const s = yield* node.status
+    const inGroup = (p: string) => s.voters.includes(p) || s.outgoing.includes(p)
+    switch (command.task_type) {
+      case "add_peer":
+        if (inGroup(command.peer)) return yield* new BadRequest({ info: `paras.peer ${command.peer} is already in the group` })
+        return
+      case "remove_peer":
+        if (!inGroup(command.peer)) return yield* new BadRequest({ info: `paras.peer ${command.peer} is not in the group` })
+        if (s.voters.length === 1) return yield* new BadRequest({ info: "paras.peer is the last member; it cannot be removed" })
+        return
+      case "transfer_leader":
+        if (!s.voters.includes(command.target_leader)) {
+          return yield* new BadRequest({ info: `paras.target_leader ${command.target_leader} is not a voter of the group` })
+        }
+        return
+    }
+  })
+
+const submitJob = (node: RaftNodeApi, request: EmitRequest): Effect.Effect<EmitReply, EmitError> =>
+  Effect.gen(function* () {
+    const at = yield* Clock.currentTimeMillis
+    const applied = yield* node
+      .submit({ _tag: "SubmitJob", jobType: request.job_type, userName: request.user_name ?? "", paras: request.paras, at })
+      .pipe(Effect.mapError(fromRaftError))
+    const event = applied.events.find((e) => e._tag === "JobAccepted")
+    if (!event || event._tag !== "JobAccepted") return yield* new Internal({ info: "the job was not recorded" })
+    yield* Metric.increment(Metric.tagged(metrics.jobs, "status", "accepted"))
+    return accepted(event.jobId)
+  })

@@ -1,0 +1,43 @@
+import { Effect, Metric, MetricState } from "effect"
+import type { MetricPair } from "effect/MetricPair"
+
+/** Renders every registered Effect metric in the Prometheus text exposition format. */
+export const renderPrometheus: Effect.Effect<string> = Effect.map(Metric.snapshot, (pairs) => {
+  const byName = new Map<string, Array<MetricPair.Untyped>>()
+  for (const p of pairs) {
+    const list = byName.get(p.metricKey.name) ?? []
+    list.push(p)
+    byName.set(p.metricKey.name, list)
+  }
+  const lines: Array<string> = []
+  for (const [name, list] of [...byName.entries()].sort(([a], [b]) => a.localeCompare(b))) {
+    const help = list[0].metricKey.description
+    if (help !== undefined && help._tag === "Some") lines.push(`# HELP ${name} ${help.value}`)
+    lines.push(`# TYPE ${name} ${typeOf(list[0].metricState)}`)
+    for (const p of list) lines.push(...render(name, labels(p), p.metricState))
+  }
+  return lines.join("\n") + "\n"
+})
+
+const typeOf = (s: MetricState.MetricState.Untyped): string =>
+  MetricState.isCounterState(s) ? "counter" : MetricState.isGaugeState(s) ? "gauge" : MetricState.isHistogramState(s) ? "histogram" : "untyped"
+
+const labels = (p: MetricPair.Untyped): Array<[string, string]> => p.metricKey.tags.map((t) => [t.key, t.value])
+
+const fmt = (ls: ReadonlyArray<[string, string]>): string =>
+  ls.length === 0 ? "" : `{${ls.map(([k, v]) => `${k}="${v.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`).join(",")}}`
+
+const num = (n: number | bigint): string => (typeof n === "bigint" ? n.toString() : Number.isFinite(n) ? String(n) : n > 0 ? "+Inf" : "-Inf")
+
+const render = (name: string, ls: Array<[string, string]>, s: MetricState.MetricState.Untyped): Array<string> => {
+  if (MetricState.isCounterState(s) || MetricState.isGaugeState(s)) return [`${name}${fmt(ls)} ${num((MetricState.isCounterState(s) ? s.count : (s as MetricState.MetricState.Gauge<number>).value) as number)}`]
+  if (MetricState.isHistogramState(s)) {
+    const out: Array<string> = []
+    for (const [le, count] of s.buckets) out.push(`${name}_bucket${fmt([...ls, ["le", num(le)]])} ${count}`)
+    out.push(`${name}_bucket${fmt([...ls, ["le", "+Inf"]])} ${s.count}`)
+    out.push(`${name}_sum${fmt(ls)} ${s.sum}`)
+    out.push(`${name}_count${fmt(ls)} ${s.count}`)
+    return out
+  }
+  return []
+}

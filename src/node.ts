@@ -1,0 +1,124 @@
+import { FetchHttpClient } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import { Data, Duration, Effect, Layer } from "effect"
+import * as fs from "node:fs"
+import { createServer } from "node:http"
+import * as path from "node:path"
+import * as JobScheduler from "./actors/JobScheduler.js"
+import { NodeHttpAddress } from "./actors/JobScheduler.js"
+import * as RaftNode from "./actors/RaftNode.js"
+import * as TcpTransport from "./actors/TcpTransport.js"
+import type { Config } from "./domain/config.js"
+import { defaultRaftOptions } from "./domain/raft/options.js"
+import * as HttpRoutes from "./http/server.js"
+import { Journal } from "./storage/Journal.js"
+import { openRaftStorage } from "./storage/RaftStorage.js"
+
+/** A start-up problem an operator must fix; the CLI prints `message` and exits with code 2. */
+export class StartupError extends Data.TaggedError("StartupError")<{ readonly message: string }> {}
+
+const ticks = (ms: number, tickMs: number) => Math.max(1, Math.round(ms / tickMs))
+
+/** A per-node seed for the core's election jitter: the address plus the start time. */
+const seedOf = (self: string): number => {
+  let h = Date.now() >>> 0
+  for (const c of self) h = (Math.imul(h, 31) + c.charCodeAt(0)) >>> 0
+  return h
+}
+
+export const raftAddress = (c: Config) => `${c.local_ip}:${c.brpc_raft_port}`
+export const httpAddress = (c: Config) => `${c.local_ip}:${c.brpc_http_port}`
+
+const settingsOf = (c: Config, dataDir: string) => {
+  const self = raftAddress(c)
+  const t = c.raft_tick_ms
+  return {
+    raft: {
+      ...defaultRaftOptions(c.raft_group_id, self, seedOf(self)),
+      electionTicks: ticks(c.raft_election_timeout_ms, t),
+      heartbeatTicks: ticks(c.raft_heartbeat_interval_ms, t),
+      preVote: c.raft_pre_vote,
+      leaseRead: c.raft_lease_read,
+      snapshotEntries: c.raft_snapshot_interval_entries,
+      snapshotTicks: ticks(c.raft_snapshot_interval_sec * 1000, t),
+      catchupTicks: ticks(c.raft_catchup_timeout_ms, t),
+      transferTicks: ticks(c.raft_transfer_timeout_ms, t)
+    },
+    tickMs: t,
+    initialVoters: c.raft_group_member_init_config,
+    dataDir
+  }
+}
+
+/** Opens (creating) the data directory, or fails naming the path. */
+const openDataDir = (dir: string) =>
+  Effect.try({
+    try: () => {
+      fs.mkdirSync(dir, { recursive: true })
+      fs.accessSync(dir, fs.constants.W_OK)
+      return path.resolve(dir)
+    },
+    catch: (e) => new StartupError({ message: `cluster_mgr_tmp_data_path ${dir}: not usable (${(e as NodeJS.ErrnoException).code ?? String(e)})` })
+  })
+
+const openStores = (dataDir: string, group: string, self: string) =>
+  Effect.acquireRelease(
+    Effect.try({
+      try: () => {
+        const storage = openRaftStorage(path.join(dataDir, "raft.db"), { identity: { group, node: self } })
+        try {
+          return { storage, journal: Journal.open(path.join(dataDir, "journal.db")) }
+        } catch (e) {
+          storage.close()
+          throw e
+        }
+      },
+      catch: (e) => new StartupError({ message: `cluster_mgr_tmp_data_path ${dataDir}: ${(e as Error).message}` })
+    }),
+    ({ storage, journal }) => Effect.sync(() => (storage.close(), journal.close()))
+  )
+
+/**
+ * On a graceful stop a leader first hands leadership to a caught-up voter, so clients see no
+ * election timeout; it gives up after a bound and stops anyway.
+ */
+const handOverOnStop = Effect.gen(function* () {
+  const node = yield* RaftNode.RaftNode
+  yield* Effect.addFinalizer(() =>
+    Effect.gen(function* () {
+      const s = yield* node.status
+      if (s.role !== "leader") return
+      const best = s.peers.filter((p) => p.voter && p.matchIndex === s.lastIndex).sort((a, b) => a.ticksSinceContact - b.ticksSinceContact)[0]
+      if (!best) return
+      yield* Effect.logInfo(`stopping: handing leadership to ${best.peer}`)
+      yield* node.transferLeadership(best.peer).pipe(Effect.timeout(Duration.seconds(2)), Effect.ignore)
+    })
+  )
+})
+
+/** One cluster_mgr node: storage, transport, Raft, job scheduler and HTTP, as one Layer. */
+export const nodeLayer = (config: Config) =>
+  Layer.unwrapScoped(
+    Effect.gen(function* () {
+      const self = raftAddress(config)
+      const dataDir = yield* openDataDir(config.cluster_mgr_tmp_data_path)
+      const { storage, journal } = yield* openStores(dataDir, config.raft_group_id, self)
+      const s = settingsOf(config, dataDir)
+      const transport = TcpTransport.layer({
+        group: config.raft_group_id,
+        self,
+        listen: { host: config.local_ip, port: config.brpc_raft_port },
+        faultInjection: config.raft_fault_injection
+      }).pipe(Layer.mapError((e) => new StartupError({ message: `brpc_raft_port ${config.brpc_raft_port}: ${e.message}` })))
+      const raft = RaftNode.layer({ ...s, storage, journal }).pipe(Layer.provide(transport))
+      const http = NodeHttpServer.layer(createServer, { host: config.local_ip, port: config.brpc_http_port }).pipe(
+        Layer.mapError((e) => new StartupError({ message: `brpc_http_port ${config.brpc_http_port}: cannot listen (${String(e.cause ?? e)})` }))
+      )
+      const services = Layer.mergeAll(JobScheduler.layer, HttpRoutes.layer(config.http_max_body_bytes), Layer.scopedDiscard(handOverOnStop)).pipe(
+        Layer.provide(Layer.succeed(NodeHttpAddress, httpAddress(config))),
+        Layer.provide(FetchHttpClient.layer),
+        Layer.provide(http)
+      )
+      return services.pipe(Layer.provideMerge(raft))
+    })
+  )
