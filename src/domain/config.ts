@@ -39,7 +39,11 @@ const memberListError = (entries: ReadonlyArray<string>, members: ReadonlyArray<
   const bad = entries.findIndex((entry) => parseMember(entry) === undefined)
   if (bad >= 0) return `entry ${bad + 1} must be ip:raft_port:0, got '${excerpt(entries[bad])}'`
   const seen = new Set<string>()
-  const twice = members.find((member) => seen.has(member) || !seen.add(member))
+  const twice = members.find((member) => {
+    if (seen.has(member)) return true
+    seen.add(member)
+    return false
+  })
   return twice === undefined ? undefined : `lists ${twice} twice`
 }
 
