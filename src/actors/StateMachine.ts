@@ -73,7 +73,9 @@ export class StateMachine {
     return out
   }
 
+  /** The image a Raft snapshot carries; the journal is made durable first (see Journal.sync). */
   snapshotImage(): string {
+    this.journal.sync()
     return encodeImage({ state: toJson(this.current), head: this.journal.journalHead() })
   }
 
