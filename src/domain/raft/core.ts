@@ -751,6 +751,7 @@ export class RaftCore {
     if (!pr) {
       pr = new Progress(this.log.lastIndex() + 1, this.opts.maxInflightAppends)
       pr.lastContactTick = this.tickCount
+      pr.lastProgressTick = this.tickCount
       pr.recentActive = true
       this.progress.set(peer, pr)
     }
@@ -786,6 +787,8 @@ export class RaftCore {
     const entries = this.log.slice(pr.next, Infinity, this.opts.maxEntriesPerAppend, this.opts.maxBytesPerAppend)
     if (entries.length === 0 && pr.state === "replicate" && !allowEmpty) return false
     this.send(peer, { _tag: "AppendEntries", prevLogIndex, prevLogTerm, entries, commit: this.commit })
+    // Silence is measured from the oldest outstanding append.
+    if (pr.match >= pr.next - 1) pr.lastProgressTick = this.tickCount
     pr.sent(prevLogIndex + entries.length, entries.length > 0)
     return true
   }
@@ -797,6 +800,7 @@ export class RaftCore {
       return
     }
     const advanced = pr.acknowledge(m.matchIndex)
+    if (advanced) pr.lastProgressTick = this.tickCount
     if (pr.state === "snapshot" && pr.match >= pr.snapshot!.index) pr.becomeProbe()
     if (pr.state === "probe" && pr.match >= pr.next - 1) pr.becomeReplicate()
     else if (pr.state === "probe") pr.paused = false
@@ -819,7 +823,17 @@ export class RaftCore {
   private onHeartbeatResp(m: MessageOf<"HeartbeatResp">, pr: Progress): void {
     pr.ackedRound = Math.max(pr.ackedRound, m.round)
     if (pr.state === "probe") pr.paused = false
-    if (pr.state === "replicate" && !pr.canSend()) pr.inflight.shift()
+    const stalled = this.tickCount - pr.lastProgressTick >= Math.max(2, this.opts.electionTicks >> 1)
+    if (pr.state === "replicate" && stalled && m.lastIndex < pr.next - 1) {
+      // No acknowledgement for a while, and the follower lacks what we sent: an append was lost. Probe again from what it has instead of waiting forever.
+      pr.becomeProbe()
+      pr.next = Math.max(pr.match + 1, m.lastIndex + 1)
+    } else if (pr.state === "replicate" && stalled && pr.match < pr.next - 1) {
+      // It may hold everything sent while its acknowledgements were lost: ask it again with an
+      // append that needs no window slot (etcd frees in-flight slots on heartbeat replies too).
+      pr.inflight = []
+      this.sendAppend(m.from, true)
+    }
     if (pr.state !== "snapshot" && pr.match < this.log.lastIndex()) this.sendAppend(m.from)
     if (this.transfer?.target === m.from) this.maybeSendTimeoutNow()
     this.resolveReads()

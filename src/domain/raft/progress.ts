@@ -27,6 +27,8 @@ export class Progress {
   /** Heard from since the last CheckQuorum round. */
   recentActive = false
   lastContactTick = 0
+  /** When `match` last advanced: a long silence while appends are outstanding means loss. */
+  lastProgressTick = 0
   /** Highest heartbeat round this peer echoed (ReadIndex and lease). */
   ackedRound = 0
   snapshot: SnapshotTransfer | undefined = undefined
