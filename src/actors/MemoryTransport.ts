@@ -50,6 +50,7 @@ const withInbox = (state: HubState, node: string, inbox: Queue.Queue<Inbound> | 
   return { ...state, inboxes }
 }
 
+/** A fresh hub with no members and no faults (an Effect value: `yield* MemoryNetwork.make`). */
 const make: Effect.Effect<MemoryNetwork> = Effect.map(
   Ref.make<HubState>({ inboxes: new Map(), ...healthy }),
   (state): MemoryNetwork => ({

@@ -20,7 +20,7 @@ import { FrameDecoder, frameBytesMaxDefault, type FrameTooLarge, frameHeader } f
 import { type Address, awaitClose, connect, listen, parseAddress, readChunk, SocketError, writeAll } from "./socket.js"
 import { type Inbound, Transport } from "./Transport.js"
 import { delayMsOf, type Faults, isBlocked, makeControl, noFaults, TransportControl } from "./TransportControl.js"
-import { type Codec, decodeHello, decodeMessage, encodeHello, encodeMessage, jsonCodec } from "./wire.js"
+import { type Codec, decodeHello, decodeMessage, encodeHello, encodeMessage, type Hello, jsonCodec } from "./wire.js"
 
 /**
  * Transport between cluster_mgr processes over TCP. Each node listens on its raft address and
@@ -77,6 +77,9 @@ const reconnectBackoff = Schedule.exponential("20 millis").pipe(
  */
 const healthyConnectionMs = 1000
 
+/** Bounds the memory a stream of bogus handshakes can make the refusal log take. */
+const refusedRememberedMax = 1024
+
 interface Settings {
   readonly group: string
   readonly self: string
@@ -104,6 +107,8 @@ interface Env {
   readonly settings: Settings
   readonly inbound: Queue.Queue<Inbound>
   readonly faults: Ref.Ref<Faults> | undefined
+  /** Nodes of other groups already refused, so each is warned about once, not per retry. */
+  readonly refused: Ref.Ref<ReadonlySet<string>>
   /** Forks into the transport's scope, so closing the layer stops every connection. */
   readonly fork: (effect: Effect.Effect<void>) => void
 }
@@ -125,7 +130,11 @@ const make = (options: TcpTransportOptions) =>
     const inbound = yield* Effect.acquireRelease(Queue.sliding<Inbound>(settings.inboundCapacityMax), Queue.shutdown)
     const faults = options.faultInjection === true ? yield* Ref.make(noFaults) : undefined
     const run = yield* FiberSet.makeRuntime<never>()
-    const env: Env = { settings, inbound, faults, fork: (effect) => void run(effect) }
+    // The runtime keeps the flags of where the layer is built, perhaps an uninterruptible
+    // acquire; connection fibers must stay interruptible so closing the layer stops them.
+    const fork = (effect: Effect.Effect<void>) => void run(Effect.interruptible(effect))
+    const refused = yield* Ref.make<ReadonlySet<string>>(new Set())
+    const env: Env = { settings, inbound, faults, refused, fork }
     yield* listen(settings.listen, (socket) => env.fork(serve(env, socket))).pipe(
       Effect.mapError((error) => new TransportListenError({ ...settings.listen, reason: error.reason }))
     )
@@ -144,15 +153,29 @@ const makeSend = (env: Env) =>
     const linkTo = (peer: string) =>
       Effect.flatMap(SynchronizedRef.get(links), (current) => {
         const existing = current.get(peer)
-        return existing !== undefined ? Effect.succeed(existing) : SynchronizedRef.modifyEffect(links, addLink(env, peer))
+        if (existing !== undefined) return Effect.succeed(existing)
+        return SynchronizedRef.modifyEffect(links, addLink(env, peer))
       })
-    const enqueue = (message: Message) =>
-      Effect.flatMap(dueAt(env, message.to), (dueAtMs) =>
-        dueAtMs === undefined
-          ? Effect.void
-          : Effect.flatMap(linkTo(message.to), (queue) => Queue.offer(queue, { message, dueAtMs })))
-    return (messages: ReadonlyArray<Message>) => Effect.forEach(messages, enqueue, { discard: true })
+    const enqueue = (peer: string, messages: ReadonlyArray<Message>) =>
+      Effect.flatMap(dueAt(env, peer), (dueAtMs) => {
+        if (dueAtMs === undefined) return Effect.void
+        const outgoing = messages.map((message): Outgoing => ({ message, dueAtMs }))
+        return Effect.flatMap(linkTo(peer), (queue) => Queue.offerAll(queue, outgoing))
+      })
+    return (messages: ReadonlyArray<Message>) =>
+      Effect.forEach(byPeer(messages), ([peer, batch]) => enqueue(peer, batch), { discard: true })
   })
+
+/** Messages grouped by receiver, each group in the order given, to queue each group at once. */
+const byPeer = (messages: ReadonlyArray<Message>): Map<string, Array<Message>> => {
+  const groups = new Map<string, Array<Message>>()
+  for (const message of messages) {
+    const group = groups.get(message.to)
+    if (group === undefined) groups.set(message.to, [message])
+    else group.push(message)
+  }
+  return groups
+}
 
 const addLink = (env: Env, peer: string) => (current: Map<string, Queue.Queue<Outgoing>>) => {
   const existing = current.get(peer)
@@ -163,7 +186,7 @@ const addLink = (env: Env, peer: string) => (current: Map<string, Queue.Queue<Ou
   })
 }
 
-/** When a message to `peer` may leave: undefined if a fault drops it, 0 for at once. */
+/** When messages to `peer` may leave: undefined if a fault drops them, 0 for at once. */
 const dueAt = (env: Env, peer: string): Effect.Effect<number | undefined> => {
   if (env.faults === undefined) return Effect.succeed(0)
   return Effect.flatMap(Ref.get(env.faults), (faults) => {
@@ -221,22 +244,34 @@ const framed = (payload: Buffer): Array<Buffer> => [frameHeader(payload.length),
 
 /** The handshake, then every queued message, batch after batch, until writing fails. */
 const converse = (env: Env, socket: net.Socket, queue: Queue.Queue<Outgoing>) => {
-  const { codec, group, self } = env.settings
+  const { codec, frameBytesMax, group, self } = env.settings
   const pump = Queue.takeBetween(queue, 1, env.settings.peerQueueCapacityMax).pipe(
     Effect.tap(holdUntilDue),
-    Effect.flatMap((batch) => writeAll(socket, encodeBatch(codec, batch)))
+    Effect.map((batch) => encodeBatch(codec, batch, frameBytesMax)),
+    Effect.tap(({ oversized }) =>
+      oversized === 0
+        ? Effect.void
+        : Effect.logError(`dropped ${oversized} message(s) over the frame maximum of ${frameBytesMax} bytes`)),
+    Effect.flatMap(({ buffers }) => writeAll(socket, buffers))
   )
   return Effect.zipRight(writeAll(socket, framed(encodeHello(codec, { group, from: self }))), Effect.forever(pump))
 }
 
 /**
  * Everything queued goes out in one write: under load a batch holds many messages, which is
- * the pipelining; when idle it holds one and leaves at once.
+ * the pipelining; when idle it holds one and leaves at once. A message too large for a frame
+ * is a bug of its producer (a snapshot chunk too big); sending it would only make the
+ * receiver drop the connection, so it is dropped here.
  */
-const encodeBatch = (codec: Codec, batch: Chunk.Chunk<Outgoing>): Array<Buffer> => {
+const encodeBatch = (codec: Codec, batch: Chunk.Chunk<Outgoing>, frameBytesMax: number) => {
   const buffers: Array<Buffer> = []
-  for (const { message } of batch) buffers.push(...framed(encodeMessage(codec, message)))
-  return buffers
+  let oversized = 0
+  for (const { message } of batch) {
+    const payload = encodeMessage(codec, message)
+    if (payload.length > frameBytesMax) oversized++
+    else buffers.push(frameHeader(payload.length), payload)
+  }
+  return { buffers, oversized }
 }
 
 /** A delayed message holds back the ones queued after it, so delays never reorder. */
@@ -260,9 +295,7 @@ const serve = (env: Env, socket: net.Socket) =>
     const next = readFrames(socket, decoder)
     const [first, ...rest] = yield* next
     const hello = yield* decodeHello(env.settings.codec, first)
-    if (hello.group !== env.settings.group) {
-      return yield* Effect.logWarning(`refused a connection from ${hello.from} of group ${hello.group}`)
-    }
+    if (hello.group !== env.settings.group) return yield* refuse(env, hello)
     yield* deliver(env, hello.from, rest)
     return yield* Effect.forever(Effect.flatMap(next, (frames) => deliver(env, hello.from, frames)))
   }).pipe(
@@ -274,6 +307,19 @@ const serve = (env: Env, socket: net.Socket) =>
     Effect.ensuring(Effect.sync(() => socket.destroy())),
     Effect.annotateLogs({ remote: `${socket.remoteAddress}:${socket.remotePort}` })
   )
+
+/** Logs a refused node of another group: a warning the first time, then at debug level. */
+const refuse = (env: Env, hello: Hello) => {
+  const key = `${hello.group} ${hello.from}`
+  return Effect.flatMap(
+    Ref.modify(env.refused, (seen): [boolean, ReadonlySet<string>] =>
+      seen.has(key) || seen.size >= refusedRememberedMax ? [false, seen] : [true, new Set(seen).add(key)]),
+    (first) => {
+      const text = `refused a connection from ${hello.from} of group ${hello.group}`
+      return first ? Effect.logWarning(text) : Effect.logDebug(text)
+    }
+  )
+}
 
 /** The next frames, at least one; reads as many chunks as it takes to complete one. */
 const readFrames = (

@@ -41,18 +41,18 @@ export const listen = (
   onConnection: (socket: net.Socket) => void
 ): Effect.Effect<net.Server, SocketError, Scope.Scope> =>
   Effect.suspend(() => {
-  const open = new Set<net.Socket>()
-  const accept = (socket: net.Socket) => {
-    socket.on("error", ignoreError)
-    open.add(socket)
-    socket.once("close", () => open.delete(socket))
-    onConnection(socket)
-  }
-  return Effect.acquireRelease(startServer(address, accept), (server) =>
-    Effect.async<void>((resume) => {
-      server.close(() => resume(Effect.void))
-      for (const socket of open) socket.destroy()
-    }))
+    const open = new Set<net.Socket>()
+    const accept = (socket: net.Socket) => {
+      socket.on("error", ignoreError)
+      open.add(socket)
+      socket.once("close", () => open.delete(socket))
+      onConnection(socket)
+    }
+    return Effect.acquireRelease(startServer(address, accept), (server) =>
+      Effect.async<void>((resume) => {
+        server.close(() => resume(Effect.void))
+        for (const socket of open) socket.destroy()
+      }))
   })
 
 const startServer = (address: Address, accept: (socket: net.Socket) => void) =>

@@ -1,4 +1,4 @@
-import { Data, Either, Schema } from "effect"
+import { Data, Either, ParseResult, Schema } from "effect"
 import { Message } from "../domain/raft/messages.js"
 
 /** Turns a value into frame payload bytes and back. Both ends of a connection must agree. */
@@ -53,8 +53,13 @@ const decodeHelloEither = Schema.decodeUnknownEither(Hello)
  */
 const decodeMessageEither = Schema.decodeUnknownEither(Message)
 
-/** Schema errors quote the whole value; a log line needs only the start. */
-const brief = (text: string): string => (text.length > 300 ? `${text.slice(0, 300)}...` : text)
+/** A log line needs one reason, not the whole tree (which quotes every member of the union). */
+const brief = (text: string): string => (text.length > 200 ? `${text.slice(0, 200)}...` : text)
+
+const firstIssue = (error: ParseResult.ParseError): string => {
+  const [issue] = ParseResult.ArrayFormatter.formatErrorSync(error)
+  return brief(issue === undefined ? error.message : `${issue.path.join(".") || "frame"}: ${issue.message}`)
+}
 
 const parse = (codec: Codec, bytes: Buffer): Either.Either<unknown, InvalidFrame> =>
   Either.try({
@@ -64,8 +69,11 @@ const parse = (codec: Codec, bytes: Buffer): Either.Either<unknown, InvalidFrame
 
 export const decodeHello = (codec: Codec, bytes: Buffer): Either.Either<Hello, InvalidFrame> =>
   Either.flatMap(parse(codec, bytes), (value) =>
-    Either.mapLeft(decodeHelloEither(value), (error) => new InvalidFrame({ reason: brief(`handshake: ${error.message}`) })))
+    Either.mapLeft(
+      decodeHelloEither(value),
+      (error) => new InvalidFrame({ reason: `handshake: ${firstIssue(error)}` })
+    ))
 
 export const decodeMessage = (codec: Codec, bytes: Buffer): Either.Either<Message, InvalidFrame> =>
   Either.flatMap(parse(codec, bytes), (value) =>
-    Either.mapLeft(decodeMessageEither(value), (error) => new InvalidFrame({ reason: brief(error.message) })))
+    Either.mapLeft(decodeMessageEither(value), (error) => new InvalidFrame({ reason: firstIssue(error) })))
