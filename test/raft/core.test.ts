@@ -146,3 +146,34 @@ describe("snapshots", () => {
     expect(net.appliedData(lag)).toEqual(net.appliedData(leader))
   })
 })
+
+describe("fast failover on a closed connection", () => {
+  it("followers that lose the leader's connection elect a new leader well before an election timeout", () => {
+    const net = new Scripted(three, { electionTicks: 100 })
+    const old = net.elect(1000)
+    net.run(5)
+    net.crash(old)
+    const rest = three.filter((x) => x !== old)
+    for (const id of rest) net.core(id).peerUnreachable(old)
+    let ticks = 0
+    while (!rest.some((x) => net.core(x).status().role === "leader")) {
+      net.run(1)
+      if (++ticks > 200) throw new Error("no leader")
+    }
+    expect(ticks).toBeLessThan(100)
+  })
+
+  it("a follower that alone lost its connection cannot unseat a live leader", () => {
+    const net = new Scripted(three, { electionTicks: 100 })
+    const leader = net.elect(1000)
+    const term = net.core(leader).status().term
+    const f = three.find((x) => x !== leader)!
+    net.isolate(f)
+    net.core(f).peerUnreachable(leader)
+    net.run(40)
+    net.heal()
+    net.run(40)
+    expect(net.core(leader).status().role).toBe("leader")
+    expect(net.core(leader).status().term).toBe(term)
+  })
+})

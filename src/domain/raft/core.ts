@@ -110,6 +110,8 @@ export class RaftCore {
   private readonly roundSentTick = new Map<number, number>()
   private readBroadcastPending = false
   private incoming: IncomingSnapshot | undefined
+  /** The transport reported our leader's connection closed (see peerUnreachable). */
+  private leaderLost = false
 
   private out: Outbox = emptyOutbox()
   private lastHardState: HardState
@@ -236,10 +238,20 @@ export class RaftCore {
     this.log.compactTo(Math.max(0, index - this.opts.logRetainEntries))
   }
 
-  /** The transport lost its connection to `peer`: stop streaming to it until it answers. */
+  /**
+   * The transport lost its connection to `peer`. A leader stops streaming to it until it
+   * answers. A follower that lost its leader this way (its process died: the connection closed
+   * at once) campaigns after a short random delay instead of a whole election timeout, and
+   * grants pre-votes to others who lost it too. Partitions and pauses close no connection and
+   * keep the ordinary timeouts; safety never depends on this signal.
+   */
   peerUnreachable(peer: string): void {
     const pr = this.role === "leader" ? this.progress.get(peer) : undefined
     if (pr && pr.state === "replicate") pr.becomeProbe()
+    if (this.role !== "follower" || peer !== this.leader || this.leaderLost) return
+    this.leaderLost = true
+    const delay = this.prng.int(Math.max(1, Math.floor(this.opts.electionTicks / 5)))
+    this.electionElapsed = Math.max(this.electionElapsed, this.randomizedTimeout - 1 - delay)
   }
 
   hasReady(): boolean {
@@ -404,6 +416,7 @@ export class RaftCore {
   }
 
   private setLeader(leader: string | null): void {
+    if (leader !== this.leader) this.leaderLost = false
     this.leader = leader
     if (leader !== null && this.handedOff) {
       const { id, target } = this.handedOff
@@ -511,7 +524,9 @@ export class RaftCore {
 
   /** Heard from a live leader within the minimum election timeout. */
   private inLease(): boolean {
-    return this.opts.checkQuorum && this.leader !== null && this.electionElapsed < this.opts.electionTicks
+    return (
+      this.opts.checkQuorum && this.leader !== null && !this.leaderLost && this.electionElapsed < this.opts.electionTicks
+    )
   }
 
   private dispatch(m: Message): void {
@@ -545,6 +560,7 @@ export class RaftCore {
   }
 
   private followLeader(from: string): void {
+    this.leaderLost = false
     if (this.role === "leader") throw new Error(`${this.id}: two leaders in term ${this.term}: ${from}`)
     if (this.role !== "follower") this.becomeFollower(this.term, from)
     else if (this.leader !== from) this.setLeader(from)
