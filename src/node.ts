@@ -91,13 +91,34 @@ const handOverOnStop = Effect.gen(function* () {
       const best = s.peers.filter((p) => p.voter && p.matchIndex === s.lastIndex).sort((a, b) => a.ticksSinceContact - b.ticksSinceContact)[0]
       if (!best) return
       yield* Effect.logInfo(`stopping: handing leadership to ${best.peer}`)
-      yield* node.transferLeadership(best.peer).pipe(Effect.timeout(Duration.seconds(2)), Effect.ignore)
+      // Finalizers are uninterruptible: the timeout can only cut the wait if it is made interruptible.
+      yield* node.transferLeadership(best.peer).pipe(Effect.interruptible, Effect.timeout(Duration.seconds(2)), Effect.ignore)
     })
   )
 })
 
+export interface NodeLayerOptions {
+  /**
+   * Serve the HTTP routes on `local_ip:brpc_http_port` (default). An embedding app that mounts
+   * the routes (`makeRouter`) on its own server passes false; that server must then listen at
+   * the same address, which a new leader announces so that followers forward to it.
+   */
+  readonly serveHttp?: boolean
+}
+
+/** The routes on Node's HTTP server at the configured address, with a client for forwarding. */
+const httpLayer = (config: Config) =>
+  HttpRoutes.layer(config.http_max_body_bytes).pipe(
+    Layer.provide(FetchHttpClient.layer),
+    Layer.provide(
+      NodeHttpServer.layer(createServer, { host: config.local_ip, port: config.brpc_http_port }).pipe(
+        Layer.mapError((e) => new StartupError({ message: `brpc_http_port ${config.brpc_http_port}: cannot listen (${String(e.cause ?? e)})` }))
+      )
+    )
+  )
+
 /** One cluster_mgr node: storage, transport, Raft, job scheduler and HTTP, as one Layer. */
-export const nodeLayer = (config: Config) =>
+export const nodeLayer = (config: Config, options: NodeLayerOptions = {}) =>
   Layer.unwrapScoped(
     Effect.gen(function* () {
       const self = raftAddress(config)
@@ -111,14 +132,11 @@ export const nodeLayer = (config: Config) =>
         faultInjection: config.raft_fault_injection
       }).pipe(Layer.mapError((e) => new StartupError({ message: `brpc_raft_port ${config.brpc_raft_port}: ${e.message}` })))
       const raft = RaftNode.layer({ ...s, storage, journal }).pipe(Layer.provide(transport))
-      const http = NodeHttpServer.layer(createServer, { host: config.local_ip, port: config.brpc_http_port }).pipe(
-        Layer.mapError((e) => new StartupError({ message: `brpc_http_port ${config.brpc_http_port}: cannot listen (${String(e.cause ?? e)})` }))
+      const services = Layer.mergeAll(
+        JobScheduler.layer,
+        Layer.scopedDiscard(handOverOnStop),
+        options.serveHttp === false ? Layer.empty : httpLayer(config)
       )
-      const services = Layer.mergeAll(JobScheduler.layer, HttpRoutes.layer(config.http_max_body_bytes), Layer.scopedDiscard(handOverOnStop)).pipe(
-        Layer.provide(Layer.succeed(NodeHttpAddress, httpAddress(config))),
-        Layer.provide(FetchHttpClient.layer),
-        Layer.provide(http)
-      )
-      return services.pipe(Layer.provideMerge(raft))
+      return services.pipe(Layer.provideMerge(Layer.succeed(NodeHttpAddress, httpAddress(config))), Layer.provideMerge(raft))
     })
   )

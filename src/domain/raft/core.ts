@@ -103,7 +103,7 @@ export class RaftCore {
   private pendingChange: { id: string; voters: ReadonlyArray<string> } | undefined
   private transfer: Transfer | undefined
   /** A transfer handed off by TimeoutNow: its outcome is known once the new leader is. */
-  private handedOff: { id: string; target: string } | undefined
+  private handedOff: { id: string; target: string; deadlineTick: number } | undefined
   private reads: Array<PendingRead> = []
   private readsAwaitingCommit: Array<string> = []
   private hbRound = 0
@@ -338,7 +338,7 @@ export class RaftCore {
 
   private tickFollower(): void {
     this.electionElapsed++
-    if (this.handedOff && this.electionElapsed >= this.opts.electionTicks * 2) {
+    if (this.handedOff && this.tickCount >= this.handedOff.deadlineTick) {
       this.out.notices.push({ _tag: "TransferFailed", id: this.handedOff.id, reason: "no new leader emerged" })
       this.handedOff = undefined
     }
@@ -400,7 +400,7 @@ export class RaftCore {
 
   private dropLeaderState(reason: string): void {
     if (this.transfer) {
-      this.handedOff = { id: this.transfer.id, target: this.transfer.target }
+      this.handedOff = { id: this.transfer.id, target: this.transfer.target, deadlineTick: this.tickCount + 2 * this.opts.electionTicks }
       this.transfer = undefined
     }
     if (this.catchUp) this.out.notices.push({ _tag: "ConfChangeFailed", id: this.catchUp.id, reason })
@@ -901,8 +901,7 @@ export class RaftCore {
     const cu = this.catchUp
     if (!cu) return
     const last = this.log.lastIndex()
-    const lagging = cu.peers.filter((p) => (this.progress.get(p)?.match ?? 0) + this.opts.catchupMarginEntries < last)
-    if (lagging.length > 0) return
+    if (cu.peers.some((p) => this.lagging(p, last))) return
     this.catchUp = undefined
     this.pendingChange = { id: cu.id, voters: cu.voters }
     const config: Configuration = {
@@ -913,11 +912,17 @@ export class RaftCore {
     this.appendOwn([{ _tag: "Config", config }])
   }
 
+  /** A peer that never answered is lagging however short the log is. */
+  private lagging(peer: string, last: number): boolean {
+    const match = this.progress.get(peer)?.match ?? 0
+    return match === 0 || match + this.opts.catchupMarginEntries < last
+  }
+
   private failCatchUp(): void {
     const cu = this.catchUp!
     const last = this.log.lastIndex()
     const lagging = cu.peers
-      .filter((p) => (this.progress.get(p)?.match ?? 0) + this.opts.catchupMarginEntries < last)
+      .filter((p) => this.lagging(p, last))
       .map((p) => `${p} (at ${this.progress.get(p)?.match ?? 0} of ${last})`)
     this.catchUp = undefined
     this.syncProgressWithConfig()
@@ -1032,6 +1037,8 @@ export class RaftCore {
       pr.acknowledge(m.index)
       pr.becomeProbe()
       this.maybeCommit()
+      if (this.role !== "leader") return
+      this.maybeFinishCatchUp()
       this.sendAppend(m.from)
       return
     }
