@@ -64,7 +64,6 @@ export class SafetyChecker {
   maxCommitted = 0
   /** The state machine digest reached at each index, by whoever applied it first. */
   private readonly appliedDigest: Array<string | undefined> = []
-  maxApplied = 0
   private readonly commandIndex = new Map<string, number>()
   private readonly durable = new Map<string, HardState>()
   private readonly votes = new Map<string, string>()
@@ -179,7 +178,6 @@ export class SafetyChecker {
       if (at === undefined) this.commandIndex.set(e.payload.data, i)
       else if (at !== i) this.fail("no-duplicate-apply", `${node} applied ${e.payload.data} at ${i}, already at ${at}`)
     }
-    if (i > this.maxApplied) this.maxApplied = i
   }
 
   /** `node` loaded the image of a snapshot at (index, term). */

@@ -4,7 +4,7 @@
  * occasional long delays, duplication, per-link capacity, clogged links (held, not lost) and
  * partitions (a side cut off both ways, or one way only) that last until a given tick.
  */
-import type { Message, MessageTag } from "../../src/domain/raft/messages.js"
+import type { Message } from "../../src/domain/raft/messages.js"
 import type { Prng } from "./prng.js"
 
 export interface NetworkFaults {
@@ -81,9 +81,9 @@ export class Network {
   private readonly links = new Map<string, Array<Packet>>()
   private partitions: Array<Partition> = []
   private clogs: Array<Clog> = []
+  private cuts: Array<Clog> = []
   private seq = 0
   readonly stats: NetworkStats = { sent: 0, delivered: 0, dropped: 0, duplicated: 0, overflowed: 0, cut: 0 }
-  readonly sentByTag = new Map<MessageTag, number>()
   private readonly observers: Array<PacketObserver> = []
 
   constructor(
@@ -101,7 +101,6 @@ export class Network {
 
   send(msg: Message, now: number): void {
     this.stats.sent++
-    this.sentByTag.set(msg._tag, (this.sentByTag.get(msg._tag) ?? 0) + 1)
     for (const o of this.observers) o(msg, "send")
     if (this.isCut(msg.from, msg.to)) {
       this.stats.cut++
@@ -163,14 +162,8 @@ export class Network {
     return out
   }
 
-  /** Packets still queued, for tests that wait for a quiet network. */
-  inFlight(): number {
-    let n = 0
-    for (const queue of this.links.values()) n += queue.length
-    return n
-  }
-
   isCut(from: string, to: string): boolean {
+    for (const c of this.cuts) if ((c.from === from && c.to === to) || (c.from === to && c.to === from)) return true
     for (const p of this.partitions) {
       const fromIn = p.side.has(from)
       const toIn = p.side.has(to)
@@ -205,6 +198,11 @@ export class Network {
     this.clogs.push({ from, to, untilTick })
   }
 
+  /** Cuts the link between `a` and `b` only, both ways: a partial partition. */
+  cut(a: string, b: string, untilTick = Number.MAX_SAFE_INTEGER): void {
+    this.cuts.push({ from: a, to: b, untilTick })
+  }
+
   activePartitions(): ReadonlyArray<Partition> {
     return this.partitions
   }
@@ -214,6 +212,7 @@ export class Network {
     const ended = this.partitions.filter((p) => p.untilTick <= now)
     if (ended.length > 0) this.partitions = this.partitions.filter((p) => p.untilTick > now)
     if (this.clogs.length > 0) this.clogs = this.clogs.filter((c) => c.untilTick > now)
+    if (this.cuts.length > 0) this.cuts = this.cuts.filter((c) => c.untilTick > now)
     return ended
   }
 
@@ -222,21 +221,16 @@ export class Network {
     this.partitions = this.partitions.filter((p) => !(p.side.size === 1 && p.side.has(id)))
   }
 
-  /** Ends every partition and clog, keeping the loss and delay rates. */
+  /** Ends every partition, cut and clog, keeping the loss and delay rates. */
   clearPartitions(): void {
     this.partitions = []
     this.clogs = []
+    this.cuts = []
   }
 
   /** Removes every fault: partitions, clogs, loss, duplication and long delays. */
   heal(): void {
-    this.partitions = []
-    this.clogs = []
+    this.clearPartitions()
     this.faults = reliableNetwork
-  }
-
-  /** Forgets packets addressed to `id` (used when the tests want a clean slate). */
-  purgeTo(id: string): void {
-    for (const [key, queue] of this.links) if (key.endsWith(`>${id}`)) queue.length = 0
   }
 }

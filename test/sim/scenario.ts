@@ -295,6 +295,16 @@ class Schedule {
       this.partitions++
       c.note(`partition ${p.label} until ${p.untilTick}`)
     }
+    if (r.chance(this.o.partitionRate / 2)) {
+      // A partial partition: two nodes lose each other while both still reach the rest.
+      const [a, b] = r.shuffle(c.ids().filter((id) => !c.node(id).retired))
+      const until = c.now + r.range(5, this.o.partitionTicksMax)
+      if (b !== undefined) {
+        c.network.cut(a, b, until)
+        this.partitions++
+        c.note(`cut ${a}-${b} until ${until}`)
+      }
+    }
     if (r.chance(this.o.clogRate)) {
       const ids = c.ids()
       const from = r.pick(ids)

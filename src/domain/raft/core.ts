@@ -112,6 +112,8 @@ export class RaftCore {
   private incoming: IncomingSnapshot | undefined
   /** The transport reported our leader's connection closed (see peerUnreachable). */
   private leaderLost = false
+  /** Set once this leader sent TimeoutNow: its lease can no longer be trusted. */
+  private leaseRevoked = false
 
   private out: Outbox = emptyOutbox()
   private lastHardState: HardState
@@ -461,6 +463,7 @@ export class RaftCore {
 
   private becomeLeader(): void {
     this.role = "leader"
+    this.leaseRevoked = false
     this.setLeader(this.id)
     this.electionElapsed = 0
     this.heartbeatElapsed = 0
@@ -524,6 +527,9 @@ export class RaftCore {
 
   /** Heard from a live leader within the minimum election timeout. */
   private inLease(): boolean {
+    // A restarted voter may have backed a lease it no longer remembers: with lease reads on, it
+    // votes for nobody during its first election timeout.
+    if (this.opts.leaseRead && this.opts.checkQuorum && this.tickCount < this.opts.electionTicks) return true
     return (
       this.opts.checkQuorum && this.leader !== null && !this.leaderLost && this.electionElapsed < this.opts.electionTicks
     )
@@ -709,7 +715,8 @@ export class RaftCore {
     const respond = (nextOffset: number, installed: boolean) =>
       this.reply(m, { _tag: "InstallSnapshotResp", index: m.meta.index, nextOffset, installed })
     if (m.meta.index <= this.commit) return respond(0, true)
-    if (m.offset === 0 && (!this.incoming || this.incoming.meta.index !== m.meta.index || this.incoming.received > 0)) {
+    const sameImage = this.incoming?.meta.index === m.meta.index && this.incoming?.meta.term === m.meta.term
+    if (m.offset === 0 && !sameImage) {
       this.incoming = { meta: m.meta, chunks: [], received: 0 }
     }
     const inc = this.incoming
@@ -940,6 +947,8 @@ export class RaftCore {
     if (!t) return
     const pr = this.progress.get(t.target)
     if (!pr || pr.match !== this.log.lastIndex()) return
+    // The target will campaign over the voters' leases: ours is void from here on.
+    this.leaseRevoked = true
     this.send(t.target, { _tag: "TimeoutNow" })
   }
 
@@ -1003,7 +1012,7 @@ export class RaftCore {
    * timeout ago: with CheckQuorum, none of them will vote for another leader before that.
    */
   private leaseValid(): boolean {
-    if (!this.opts.checkQuorum) return false
+    if (!this.opts.checkQuorum || this.leaseRevoked) return false
     const sentAt = this.roundSentTick.get(this.quorumAckedRound())
     return sentAt !== undefined && this.tickCount < sentAt + this.opts.electionTicks - 1
   }
@@ -1042,8 +1051,13 @@ export class RaftCore {
       this.sendAppend(m.from)
       return
     }
+    if (m.nextOffset < t.acked) {
+      // The follower lost what it had received (it restarted): start over where it stands.
+      t.sent = m.nextOffset
+      t.sentAll = false
+    }
     // Chunks in flight make replies lag behind `sent`; lost chunks are resent by retrySnapshots.
-    t.acked = Math.max(t.acked, m.nextOffset)
+    t.acked = m.nextOffset
     this.sendSnapshotChunks(m.from, pr)
   }
 
