@@ -262,6 +262,8 @@ export class Cluster {
     for (const [id, r] of this.reads) if (r.node === n.id) this.reads.delete(id)
     this.stats.crashes++
     this.note(`crash ${n.id} (${point})`)
+    // A dead process's connections close at once: peers hear of it, as over TCP (fast failover).
+    for (const o of this.nodes.values()) if (o !== n && o.core) o.core.peerUnreachable(n.id)
   }
 
   restart(id: string): void {
