@@ -131,7 +131,8 @@ export const nodeLayer = (config: Config, options: NodeLayerOptions = {}) =>
         listen: { host: config.local_ip, port: config.brpc_raft_port },
         faultInjection: config.raft_fault_injection
       }).pipe(Layer.mapError((e) => new StartupError({ message: `brpc_raft_port ${config.brpc_raft_port}: ${e.message}` })))
-      const raft = RaftNode.layer({ ...s, storage, journal }).pipe(Layer.provide(transport))
+      // provideMerge: the HTTP layer reaches TransportControl for the test-only fault endpoint.
+      const raft = RaftNode.layer({ ...s, storage, journal }).pipe(Layer.provideMerge(transport))
       const services = Layer.mergeAll(
         JobScheduler.layer,
         Layer.scopedDiscard(handOverOnStop),

@@ -1,6 +1,7 @@
 import { HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Effect, Layer, Metric, Option } from "effect"
+import { Data, Effect, Layer, Metric, Option } from "effect"
 import { metrics } from "../actors/metrics.js"
+import { FaultInjectionDisabled, type Faults, TransportControl, type TransportFaults } from "../actors/TransportControl.js"
 import { forwardedHeader, makeEmit } from "./Emit.js"
 import { renderPrometheus } from "./prometheus.js"
 
@@ -44,6 +45,19 @@ export const makeRouter = (maxBodyBytes: number) =>
       return HttpServerResponse.unsafeJson(reply, { headers: cors })
     })
 
+    const serveFaults = Effect.gen(function* () {
+      const req = yield* HttpServerRequest.HttpServerRequest
+      const control = yield* Effect.serviceOption(TransportControl)
+      const body = yield* req.text.pipe(Effect.orElseSucceed(() => ""))
+      const result = yield* Option.match(control, {
+        onNone: () => Effect.fail(new FaultInjectionDisabled()),
+        onSome: (c) => applyFault(c, body)
+      }).pipe(Effect.either)
+      if (result._tag === "Right") return HttpServerResponse.unsafeJson({ ok: true, faults: result.right })
+      const status = result.left._tag === "FaultInjectionDisabled" ? 403 : 400
+      return HttpServerResponse.unsafeJson({ ok: false, error: result.left.message }, { status })
+    })
+
     return HttpRouter.empty.pipe(
       HttpRouter.post(emitPath, serveEmit),
       HttpRouter.options(emitPath, Effect.succeed(HttpServerResponse.empty({ status: 204, headers: cors }))),
@@ -52,6 +66,7 @@ export const makeRouter = (maxBodyBytes: number) =>
       HttpRouter.del(emitPath, notAllowed),
       HttpRouter.patch(emitPath, notAllowed),
       HttpRouter.head(emitPath, notAllowed),
+      HttpRouter.post("/debug/faults", serveFaults),
       HttpRouter.get("/status", Effect.map(emit.localStatus, (s) => HttpServerResponse.unsafeJson(s))),
       HttpRouter.get("/metrics", Effect.map(renderPrometheus, (t) => HttpServerResponse.text(t, { contentType: "text/plain; version=0.0.4" }))),
       HttpRouter.catchAll(() => Effect.succeed(HttpServerResponse.unsafeJson({ error: "not found" }, { status: 404 })))
@@ -61,3 +76,47 @@ export const makeRouter = (maxBodyBytes: number) =>
 /** Serves the routes on the HttpServer in context (Node's, in production). */
 export const layer = (maxBodyBytes: number) =>
   Layer.unwrapScoped(Effect.map(makeRouter(maxBodyBytes), (router) => HttpServer.serve(router)))
+
+class BadFault extends Data.TaggedError("BadFault")<{ readonly message: string }> {}
+
+/**
+ * Test only (raft_fault_injection = true): `{"action":"block"|"unblock","peer":"ip:port"}`,
+ * `{"action":"blockAll"}`, `{"action":"heal"}`, `{"action":"delay","peer":"ip:port","ms":N}`.
+ * Jepsen-style tests partition real processes through it.
+ */
+const applyFault = (c: TransportFaults, body: string): Effect.Effect<unknown, BadFault | FaultInjectionDisabled> => {
+  let spec: { action?: unknown; peer?: unknown; ms?: unknown }
+  try {
+    spec = JSON.parse(body) ?? {}
+  } catch {
+    return Effect.fail(new BadFault({ message: "body must be JSON" }))
+  }
+  const peer = typeof spec.peer === "string" ? spec.peer : undefined
+  const needPeer = (f: (p: string) => Effect.Effect<void, FaultInjectionDisabled>) =>
+    peer === undefined ? Effect.fail(new BadFault({ message: "peer must be ip:port" })) : f(peer)
+  const run: Effect.Effect<void, BadFault | FaultInjectionDisabled> = (() => {
+    switch (spec.action) {
+      case "block":
+        return needPeer(c.block)
+      case "unblock":
+        return needPeer(c.unblock)
+      case "blockAll":
+        return c.blockAll()
+      case "heal":
+        return c.heal()
+      case "delay":
+        return typeof spec.ms === "number" && spec.ms >= 0
+          ? needPeer((p) => c.delayMs(p, spec.ms as number))
+          : Effect.fail(new BadFault({ message: "ms must be a number >= 0" }))
+      default:
+        return Effect.fail(new BadFault({ message: "action must be block, unblock, blockAll, heal or delay" }))
+    }
+  })()
+  return Effect.zipRight(run, Effect.map(c.current(), describeFaults))
+}
+
+const describeFaults = (f: Faults) => ({
+  blockedAll: f.blockedAll,
+  blocked: [...f.blocked],
+  delaysMs: Object.fromEntries(f.delaysMs)
+})
