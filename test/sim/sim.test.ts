@@ -3,7 +3,8 @@ import { SimFailure } from "./invariants.js"
 import { runSeed, type RunSummary } from "./scenario.js"
 
 const seedCount = 300
-const chunk = 50
+// Small chunks: a test blocks its worker, and vitest times out a worker silent for too long.
+const chunk = 10
 
 /** Runs seeds [from, from + count); returns each failure's message (seed, step, invariant). */
 const runSeeds = (from: number, count: number, summaries: Array<RunSummary>): Array<string> => {
