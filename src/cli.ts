@@ -1,6 +1,7 @@
 import { NodeRuntime } from "@effect/platform-node"
 import { Cause, Effect, Either, Exit, Layer, Logger, LogLevel } from "effect"
 import * as fs from "node:fs"
+import { runAudit } from "./audit/cli.js"
 import { parseConfig } from "./domain/config.js"
 import { runLocalCluster } from "./local.js"
 import { httpAddress, nodeLayer, raftAddress, StartupError } from "./node.js"
@@ -12,7 +13,8 @@ import { httpAddress, nodeLayer, raftAddress, StartupError } from "./node.js"
  */
 const usage = `usage:
   cluster_mgr <path/to/cluster_mgr.cnf>   run one node
-  cluster_mgr local [--nodes N] [--dir D]   run an N-node cluster on 127.0.0.1 (default 3, ./data)`
+  cluster_mgr local [--nodes N] [--dir D]   run an N-node cluster on 127.0.0.1 (default 3, ./data)
+  cluster_mgr audit --data DIR <events|verify|state|job> ...   read a node's event journal (--help)`
 
 const die = (message: string): never => {
   process.stderr.write(`cluster_mgr: ${message}\n`)
@@ -63,6 +65,8 @@ const args = process.argv.slice(2)
 if (args.length === 0 || args[0] === "--help" || args[0] === "-h") {
   process.stdout.write(usage + "\n")
   if (args.length === 0) process.exit(2)
+} else if (args[0] === "audit") {
+  void runAudit(args.slice(1))
 } else if (args[0] === "local") {
   runLocalCluster(args.slice(1))
 } else if (args.length === 1) {

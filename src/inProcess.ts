@@ -1,4 +1,4 @@
-import { Context, Effect, Exit, Layer, Scope } from "effect"
+import { Context, Effect, ExecutionStrategy, Exit, Layer, Scope, Stream } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { MemoryNetwork, MemoryTransport } from "./actors/MemoryTransport.js"
@@ -27,16 +27,18 @@ export interface InProcessMember {
 /**
  * A whole Raft group inside one Effect program, over an in-memory network with real SQLite
  * files: for embedding, tests and benchmarks. Each member runs the same RaftNode and
- * JobScheduler layers as a cluster_mgr process.
+ * JobScheduler layers as a cluster_mgr process. Members live in the caller's scope: when it
+ * closes, every member (restarted ones too) stops.
  */
 export const makeInProcessGroup = (options: InProcessOptions) =>
   Effect.gen(function* () {
+    const outer = yield* Effect.scope
     const network = yield* MemoryNetwork.make
     const start = (id: string, index: number) =>
       Effect.gen(function* () {
         const dir = path.join(options.dataDir, String(index))
         fs.mkdirSync(dir, { recursive: true })
-        const scope = yield* Scope.make()
+        const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
         const storage = openRaftStorage(path.join(dir, "raft.db"))
         const journal = Journal.open(path.join(dir, "journal.db"))
         yield* Scope.addFinalizer(scope, Effect.sync(() => (storage.close(), journal.close())))
@@ -59,3 +61,9 @@ export const makeInProcessGroup = (options: InProcessOptions) =>
     const members = yield* Effect.forEach(options.members, (id, i) => start(id, i))
     return { network, members, restart: (i: number) => start(options.members[i], i) }
   })
+
+/** The first of `members` to be leader, as soon as one is (it waits on their leadership changes). */
+export const awaitLeader = (members: ReadonlyArray<InProcessMember>): Effect.Effect<InProcessMember> =>
+  Effect.raceAll(
+    members.map((m) => m.node.leadership.changes.pipe(Stream.filter(RaftNode.isLeader), Stream.runHead, Effect.as(m)))
+  )

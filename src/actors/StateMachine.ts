@@ -11,7 +11,8 @@ const SnapshotImage = Schema.parseJson(
   Schema.Struct({ state: StateJson, head: Schema.Struct({ seq: Schema.Number, hash: Schema.String }) })
 )
 const encodeImage = Schema.encodeSync(SnapshotImage)
-const decodeImage = Schema.decodeUnknownSync(SnapshotImage)
+/** Throws a ParseError for an image that is not JSON of the expected shape (audit reports it). */
+export const decodeImage = Schema.decodeUnknownSync(SnapshotImage)
 
 export interface AppliedEntry {
   readonly index: number

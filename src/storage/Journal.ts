@@ -82,6 +82,34 @@ export const rowHash = (prevHash: string, r: Omit<JournalRow, "hash" | "prevHash
     .update(`${prevHash}\n${r.seq}\n${r.logIndex}\n${r.logTerm}\n${r.at}\n${r.jobId ?? ""}\n${r.userName ?? ""}\n${r.type}\n${r.event}`)
     .digest("hex")
 
+/** Which rows to read: bounds are inclusive, except `untilAt` (rows with at < untilAt). */
+export interface JournalFilter {
+  readonly fromSeq?: number
+  readonly toSeq?: number
+  readonly jobId?: string
+  readonly type?: string
+  readonly sinceAt?: number
+  readonly untilAt?: number
+  readonly limit?: number
+}
+
+const filterColumns: ReadonlyArray<readonly [keyof JournalFilter, string]> = [
+  ["fromSeq", "seq >= ?"],
+  ["toSeq", "seq <= ?"],
+  ["jobId", "job_id = ?"],
+  ["type", "type = ?"],
+  ["sinceAt", "at >= ?"],
+  ["untilAt", "at < ?"]
+]
+
+const selectRows = (filter: JournalFilter): { sql: string; params: Array<unknown> } => {
+  const used = filterColumns.filter(([key]) => filter[key] !== undefined)
+  const where = used.length ? " WHERE " + used.map(([, clause]) => clause).join(" AND ") : ""
+  const limit = filter.limit !== undefined ? " LIMIT " + Math.trunc(filter.limit) : ""
+  const sql = `SELECT seq, log_index AS logIndex, log_term AS logTerm, at, job_id AS jobId, user_name AS userName, type, event, prev_hash AS prevHash, hash FROM journal${where} ORDER BY seq${limit}`
+  return { sql, params: used.map(([key]) => filter[key]) }
+}
+
 const jobIdOf = (e: Event): string | null => ("jobId" in e ? e.jobId : null)
 
 export class Journal {
@@ -118,16 +146,13 @@ export class Journal {
   }
 
   private constructor(
-    readonly db: Database,
+    private readonly db: Database,
     readOnly = false
   ) {
-    const row = db.prepare<[], { applied_index: number; base_seq: number; base_hash: string; base_state: string | null }>(
-      "SELECT applied_index, base_seq, base_hash, base_state FROM sm_state WHERE id = 0"
-    ).get()
-    this.applied = row?.applied_index ?? 0
-    this.base = { seq: row?.base_seq ?? 0, hash: row?.base_hash ?? genesisHash, state: row?.base_state ?? null }
-    const last = db.prepare<[], { seq: number; hash: string }>("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").get()
-    this.head = last ? { seq: last.seq, hash: last.hash } : { seq: this.base.seq, hash: this.base.hash }
+    const row = this.readPosition()
+    this.applied = row.applied
+    this.base = row.base
+    this.head = row.head
     if (readOnly) {
       this.insert = undefined as never
       this.putState = undefined as never
@@ -142,11 +167,31 @@ export class Journal {
       "INSERT INTO sm_state (id, applied_index, base_seq, base_hash, base_state) VALUES (0,?,?,?,?) ON CONFLICT(id) DO UPDATE SET applied_index=excluded.applied_index, base_seq=excluded.base_seq, base_hash=excluded.base_hash, base_state=excluded.base_state"
     )
     this.putApplied = db.prepare("UPDATE sm_state SET applied_index = ? WHERE id = 0")
-    if (!row) this.putState.run(0, 0, genesisHash, null)
+    if (!row.stored) this.putState.run(0, 0, genesisHash, null)
     this.appendTx = db.transaction((rows: ReadonlyArray<JournalInput>, applied: number) => {
       for (const r of rows) this.appendRow(r)
       this.putApplied.run(applied)
     })
+  }
+
+  private readPosition(): { stored: boolean; applied: number; base: JournalBase; head: JournalHead } {
+    const row = this.db.prepare<[], { applied_index: number; base_seq: number; base_hash: string; base_state: string | null }>(
+      "SELECT applied_index, base_seq, base_hash, base_state FROM sm_state WHERE id = 0"
+    ).get()
+    const base = { seq: row?.base_seq ?? 0, hash: row?.base_hash ?? genesisHash, state: row?.base_state ?? null }
+    const last = this.db.prepare<[], JournalHead>("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").get()
+    return { stored: row !== undefined, applied: row?.applied_index ?? 0, base, head: last ?? { seq: base.seq, hash: base.hash } }
+  }
+
+  /**
+   * Re-reads base, head and applied index. A read-only reader beside a running node uses it:
+   * the node may have appended since, or replaced everything by an installed snapshot.
+   */
+  refresh(): void {
+    const position = this.readPosition()
+    this.applied = position.applied
+    this.base = position.base
+    this.head = position.head
   }
 
   appliedIndex(): number {
@@ -216,16 +261,8 @@ export class Journal {
     }
   }
 
-  rows(filter: { fromSeq?: number; toSeq?: number; jobId?: string; type?: string; limit?: number } = {}): Array<JournalRow> {
-    const where: Array<string> = []
-    const params: Array<unknown> = []
-    if (filter.fromSeq !== undefined) where.push("seq >= ?") && params.push(filter.fromSeq)
-    if (filter.toSeq !== undefined) where.push("seq <= ?") && params.push(filter.toSeq)
-    if (filter.jobId !== undefined) where.push("job_id = ?") && params.push(filter.jobId)
-    if (filter.type !== undefined) where.push("type = ?") && params.push(filter.type)
-    const sql = `SELECT seq, log_index AS logIndex, log_term AS logTerm, at, job_id AS jobId, user_name AS userName, type, event, prev_hash AS prevHash, hash FROM journal${
-      where.length ? " WHERE " + where.join(" AND ") : ""
-    } ORDER BY seq${filter.limit !== undefined ? " LIMIT " + Math.trunc(filter.limit) : ""}`
+  rows(filter: JournalFilter = {}): Array<JournalRow> {
+    const { sql, params } = selectRows(filter)
     return this.db.prepare<Array<unknown>, JournalRow>(sql).all(...params)
   }
 
