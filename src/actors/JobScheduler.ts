@@ -53,7 +53,20 @@ export const makeJobScheduler = Effect.gen(function* () {
         Effect.forkScoped
       )
       yield* Queue.take(queue).pipe(
-        Effect.flatMap((id) => runJob(node, id)),
+        Effect.flatMap((id) =>
+          runJob(node, id).pipe(
+            // A refused step (busy, or a proposal lost to a leader change we have not seen yet)
+            // is retried shortly; losing leadership ends this scope altogether.
+            Effect.catchIf(
+              (e) => e._tag !== "NotLeader",
+              (e) =>
+                Effect.logWarning(`job ${id}: ${e._tag}; retrying`).pipe(
+                  Effect.zipRight(Effect.sleep("200 millis")),
+                  Effect.zipRight(Queue.offer(queue, id))
+                )
+            )
+          )
+        ),
         Effect.forever
       )
     }).pipe(
@@ -137,7 +150,11 @@ const changeVoters = (
       ? { _tag: "Right" as const, voters: status.voters }
       : yield* node.changeMembership(target).pipe(
           Effect.map((voters) => ({ _tag: "Right" as const, voters })),
-          Effect.catchTag("OperationFailed", (e) => Effect.succeed({ _tag: "Left" as const, reason: e.reason }))
+          Effect.catchTags({
+            OperationFailed: (e) => Effect.succeed({ _tag: "Left" as const, reason: e.reason }),
+            InvalidChange: (e) => Effect.succeed({ _tag: "Left" as const, reason: e.reason }),
+            Busy: (e) => Effect.succeed({ _tag: "Left" as const, reason: e.reason })
+          })
         )
     const after = yield* node.status
     if (result._tag === "Left") {
@@ -169,7 +186,11 @@ const transfer = (node: RaftNodeApi, jobId: string, memo: Record<string, unknown
     yield* node.submit({ _tag: "ProgressJob", jobId, memo: handoff, at })
     const result = yield* node.transferLeadership(target).pipe(
       Effect.map(() => undefined),
-      Effect.catchTag("OperationFailed", (e) => Effect.succeed(e.reason))
+      Effect.catchTags({
+        OperationFailed: (e) => Effect.succeed(e.reason),
+        InvalidChange: (e) => Effect.succeed(e.reason),
+        Busy: (e) => Effect.succeed(e.reason)
+      })
     )
     const after = yield* node.status
     if (result === undefined || after.role !== "leader") return { _tag: "Handover" } as const

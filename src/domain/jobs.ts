@@ -20,7 +20,9 @@ export const SubmitJob = Schema.TaggedStruct("SubmitJob", {
   jobType: Schema.String,
   userName: Schema.String,
   paras: Schema.Unknown,
-  at: Schema.Number
+  at: Schema.Number,
+  /** A job whose outcome is known at acceptance (a transfer to the leader itself) ends at once. */
+  doneMemo: Schema.optional(Schema.Unknown)
 })
 export const StartJob = Schema.TaggedStruct("StartJob", { jobId: Schema.String, memo: Schema.Unknown, at: Schema.Number })
 export const ProgressJob = Schema.TaggedStruct("ProgressJob", { jobId: Schema.String, memo: Schema.Unknown, at: Schema.Number })
@@ -64,17 +66,19 @@ const stripTag = <A extends { _tag: string }>(a: A): Omit<A, "_tag"> => {
  */
 export const decide = (command: StateCommand, state: ClusterState): Array<Event> => {
   switch (command._tag) {
-    case "SubmitJob":
-      return [
-        new JobAccepted({
-          v: 1,
-          jobId: String(state.nextJobId),
-          jobType: command.jobType,
-          userName: command.userName,
-          paras: command.paras,
-          at: command.at
-        })
-      ]
+    case "SubmitJob": {
+      const jobId = String(state.nextJobId)
+      const accepted = new JobAccepted({
+        v: 1,
+        jobId,
+        jobType: command.jobType,
+        userName: command.userName,
+        paras: command.paras,
+        at: command.at
+      })
+      if (command.doneMemo === undefined) return [accepted]
+      return [accepted, new JobDone({ v: 1, jobId, memo: command.doneMemo, at: command.at })]
+    }
     case "StartJob":
       return isOpen(state, command.jobId) ? [new JobStarted({ v: 1, ...stripTag(command) })] : []
     case "ProgressJob":

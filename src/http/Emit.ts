@@ -71,7 +71,7 @@ export const makeEmit = Effect.gen(function* () {
       case "raft_mission":
         return Effect.gen(function* () {
           yield* validateRaftMission(node, command)
-          return yield* submitJob(node, request)
+          return yield* submitJob(node, request, yield* immediateOutcome(node, command))
         })
       default:
         return Effect.fail(
@@ -173,11 +173,27 @@ const validateRaftMission = (
     }
   })
 
-const submitJob = (node: RaftNodeApi, request: EmitRequest): Effect.Effect<EmitReply, EmitError> =>
+/** A transfer to the leader itself is done at acceptance: one entry, no job to run. */
+const immediateOutcome = (node: RaftNodeApi, command: Extract<Command, { _tag: "raft_mission" }>) =>
+  Effect.gen(function* () {
+    if (command.task_type !== "transfer_leader" || command.target_leader !== node.id) return undefined
+    const s = yield* node.status
+    const at = yield* Clock.currentTimeMillis
+    return { task_type: command.task_type, target_leader: command.target_leader, started_at: at, ended_at: at, leader: node.id, voters: s.voters }
+  })
+
+const submitJob = (node: RaftNodeApi, request: EmitRequest, doneMemo: unknown): Effect.Effect<EmitReply, EmitError> =>
   Effect.gen(function* () {
     const at = yield* Clock.currentTimeMillis
     const applied = yield* node
-      .submit({ _tag: "SubmitJob", jobType: request.job_type, userName: request.user_name ?? "", paras: request.paras, at })
+      .submit({
+        _tag: "SubmitJob",
+        jobType: request.job_type,
+        userName: request.user_name ?? "",
+        paras: request.paras,
+        at,
+        ...(doneMemo === undefined ? {} : { doneMemo })
+      })
       .pipe(Effect.mapError(fromRaftError))
     const event = applied.events.find((e) => e._tag === "JobAccepted")
     if (!event || event._tag !== "JobAccepted") return yield* new Internal({ info: "the job was not recorded" })

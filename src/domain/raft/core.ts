@@ -112,6 +112,8 @@ export class RaftCore {
   private incoming: IncomingSnapshot | undefined
   /** The transport reported our leader's connection closed (see peerUnreachable). */
   private leaderLost = false
+  /** Peers whose connection the transport reported closed, until we hear from them again. */
+  private readonly unreachable = new Set<string>()
   /** Set once this leader sent TimeoutNow: its lease can no longer be trusted. */
   private leaseRevoked = false
 
@@ -127,8 +129,9 @@ export class RaftCore {
     this.log = new RaftLog(snap.meta.index, snap.meta.term, persisted.entries)
     this.term = persisted.hardState.term
     this.vote = persisted.hardState.vote
-    this.commit = Math.min(Math.max(persisted.hardState.commit, snap.meta.index), this.log.lastIndex())
     this.applied = Math.max(appliedIndex ?? snap.meta.index, snap.meta.index)
+    // What was applied was committed, even if the commit index itself was not yet persisted.
+    this.commit = Math.min(Math.max(persisted.hardState.commit, snap.meta.index, this.applied), this.log.lastIndex())
     this.stableIndex = this.log.lastIndex()
     this.lastHardState = { ...persisted.hardState }
     const { config, index } = this.configAt(this.log.lastIndex())
@@ -149,6 +152,7 @@ export class RaftCore {
   receive(m: Message): void {
     if (m.group !== this.opts.group || m.to !== this.id || m.from === this.id) return
     if (!this.admits(m)) return
+    this.unreachable.delete(m.from)
     if (m.term > this.term) {
       if (!this.onHigherTerm(m)) return
     } else if (m.term < this.term) {
@@ -200,6 +204,7 @@ export class RaftCore {
     if (!this.config.voters.includes(target)) {
       return { _tag: "InvalidChange", reason: `${target} is not a voter of the group` }
     }
+    if (this.unreachable.has(target)) return { _tag: "InvalidChange", reason: `${target} is unreachable` }
     this.transfer = { id, target, deadlineTick: this.tickCount + this.opts.transferTicks }
     this.maybeSendTimeoutNow()
     if (this.transfer) this.sendAppend(target)
@@ -248,8 +253,10 @@ export class RaftCore {
    * keep the ordinary timeouts; safety never depends on this signal.
    */
   peerUnreachable(peer: string): void {
+    this.unreachable.add(peer)
     const pr = this.role === "leader" ? this.progress.get(peer) : undefined
     if (pr && pr.state === "replicate") pr.becomeProbe()
+    if (this.transfer?.target === peer) this.abortTransfer("failed: the target is unreachable")
     if (this.role !== "follower" || peer !== this.leader || this.leaderLost) return
     this.leaderLost = true
     const delay = this.prng.int(Math.max(1, Math.floor(this.opts.electionTicks / 5)))
@@ -266,7 +273,7 @@ export class RaftCore {
       this.out.compactTo !== undefined ||
       this.out.notices.length > 0 ||
       this.commit > this.applied ||
-      this.hardStateChanged() ||
+      this.mustSync() ||
       (this.snapshotRequested && !this.snapshotDueReported)
     )
   }
@@ -274,7 +281,10 @@ export class RaftCore {
   ready(): Ready {
     const out = this.out
     this.out = emptyOutbox()
-    const hardState = this.hardStateChanged() ? this.currentHardState() : undefined
+    // A commit index alone is not worth an fsync (etcd's MustSync): it rides along with the next
+    // write, and a restarted node relearns it from the leader or its applied index.
+    const writes = out.entries.length > 0 || out.snapshot !== undefined || out.truncateFrom !== undefined
+    const hardState = this.mustSync() || (writes && this.hardStateChanged()) ? this.currentHardState() : undefined
     if (hardState) this.lastHardState = hardState
     const committed = this.commit > this.applied ? this.log.slice(this.applied + 1, this.commit) : []
     this.applied = Math.max(this.applied, this.commit)
@@ -360,7 +370,9 @@ export class RaftCore {
         return
       }
     }
-    if (this.transfer && this.tickCount >= this.transfer.deadlineTick) this.abortTransfer("timed out")
+    if (this.transfer && this.tickCount >= this.transfer.deadlineTick) {
+      this.abortTransfer(`timed out after ${this.opts.transferTicks} ticks`)
+    }
     if (this.catchUp && this.tickCount >= this.catchUp.deadlineTick) this.failCatchUp()
     if (this.heartbeatElapsed >= this.opts.heartbeatTicks) {
       this.heartbeatElapsed = 0
@@ -958,7 +970,7 @@ export class RaftCore {
     this.out.notices.push({
       _tag: "TransferFailed",
       id: t.id,
-      reason: `transfer to ${t.target} ${reason} after ${this.opts.transferTicks} ticks`
+      reason: `transfer to ${t.target} ${reason}`
     })
   }
 
@@ -1087,6 +1099,10 @@ export class RaftCore {
 
   private currentHardState(): HardState {
     return { term: this.term, vote: this.vote, commit: this.commit }
+  }
+
+  private mustSync(): boolean {
+    return this.lastHardState.term !== this.term || this.lastHardState.vote !== this.vote
   }
 
   private hardStateChanged(): boolean {
