@@ -6,7 +6,12 @@ import { Effect, Logger, LogLevel } from "effect"
 import { spawnSync } from "node:child_process"
 import { benchRaft } from "./raft.js"
 
-const standalone: Record<string, string> = { storage: "bench/storage.ts", transport: "bench/transport.ts" }
+const standalone: Record<string, string> = {
+  storage: "bench/storage.ts",
+  transport: "bench/transport.ts",
+  /** cluster_mgr beside etcd: real processes, failover, RSS (bench/emit.ts; installs etcd-server when missing). */
+  emit: "bench/emit.ts"
+}
 const names = process.argv.slice(2)
 const wanted = (n: string) => names.length === 0 || names.includes(n)
 

@@ -1,0 +1,375 @@
+/**
+ * `npm run bench -- emit`: cluster_mgr beside etcd on the same machine, same load generator.
+ *
+ * 1. A real 3-process cluster_mgr group on 127.0.0.1 (free ports, temp data dirs, default
+ *    settings: fsync on). Closed-loop clients over HTTP keep-alive at concurrency 1, 16, 64 for
+ *    BENCH_SECONDS (default 5) each: Emit raft_mission transfer_leader jobs naming the current
+ *    leader, counting replies with status "accept" (the job is committed before that reply; the
+ *    leader's job scheduler then runs it, two more commits, a no-op while that node still leads).
+ * 2. Failover: at concurrency 16, kill -9 the leader BENCH_KILLS times (default 10), timing
+ *    kill -> first accepted job sent after the kill and accepted by a survivor; the killed node
+ *    is restarted and has rejoined before the next kill.
+ * 3. The same against a 3-member etcd (Debian's etcd-server, installed when missing, default
+ *    settings): puts through the HTTP/JSON gateway, unique keys, 100-byte values.
+ * 4. One table: figure, cluster_mgr, etcd, ratio, target (issue 7); RSS per cluster_mgr process
+ *    idle and at concurrency 64; time from spawn until a node serves its status.
+ *
+ * Every spawned process is killed by pid on exit (also on errors, SIGINT and a watchdog).
+ *
+ * Knobs (env): BENCH_SECONDS, BENCH_KILLS (0: no failover), BENCH_LEVELS ("1,16,64"),
+ * BENCH_ETCD=0 (skip etcd), and for experiments on cluster_mgr: BENCH_CM_CNF ("key=value,..."
+ * appended to each cnf), BENCH_CM_NODE_ARGS (node flags, e.g. "--cpu-prof --cpu-prof-dir=D"),
+ * BENCH_CM_BIN (another checkout's bin/cluster_mgr.mjs, for A/B runs).
+ */
+import * as os from "node:os"
+import * as fs from "node:fs"
+import { keepAliveAgent, type LoadResult, runLoad, sleep, startLoad } from "./loadgen.js"
+import { installCleanup, kill9, killAndWait, median, removeDir, rssMb } from "./procs.js"
+import { ClusterMgr, Etcd, ensureEtcd, type System, waitLeader, waitRejoined, waitStableLeader } from "./systems.js"
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5)
+const KILLS = Number(process.env.BENCH_KILLS ?? 10)
+const LEVELS = (process.env.BENCH_LEVELS ?? "1,16,64").split(",").map(Number)
+const FAILOVER_CONCURRENCY = 16
+const WARMUP_MS = Math.min(1000, SECONDS * 200)
+/** Worst case per kill: 60 s for a stable leader, 20 s each for the first accept and the new leader, 60 s for the restart, 30 s for the rejoin. */
+installCleanup((2 * LEVELS.length * (SECONDS + 2) + 2 * KILLS * 200 + 600) * 1000)
+
+const clkTck = 100
+/** CPU seconds (user + system) a process has used, from /proc/PID/stat. */
+const cpuSeconds = (pid: number): number => {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    return (Number(fields[11]) + Number(fields[12])) / clkTck
+  } catch {
+    return NaN
+  }
+}
+const load1 = (): string => os.loadavg()[0].toFixed(2)
+const fmt = (x: number, digits = 1): string => (Number.isFinite(x) ? x.toFixed(digits) : "—")
+
+interface SystemFigures {
+  levels: Map<number, LoadResult>
+  /** CPU cores used by the three servers and by this (client) process at each level. */
+  cpu: Map<number, { servers: number; client: number }>
+  failover: Array<number>
+  failoverMissed: number
+  /** Per kill: the longest time without an accepted reply, from the kill until the victim rejoined. */
+  stalls: Array<number>
+  startMs: Array<number>
+  restartMs: Array<number>
+  restartIndex: Array<number>
+  rssIdle: Array<number>
+  rssLoad: Array<number>
+  rssAfter: Array<number>
+}
+
+const emptyFigures = (): SystemFigures => ({
+  levels: new Map(),
+  cpu: new Map(),
+  failover: [],
+  failoverMissed: 0,
+  stalls: [],
+  startMs: [],
+  restartMs: [],
+  restartIndex: [],
+  rssIdle: [],
+  rssLoad: [],
+  rssAfter: []
+})
+
+const pidsOf = (sys: System): Array<number> => sys.nodes.map((n) => n.proc?.pid ?? -1)
+const rssAll = (sys: System): Array<number> => pidsOf(sys).map(rssMb)
+
+const printFailures = (sys: System): void => {
+  const failures = sys.takeFailures()
+  if (failures.length === 0) return
+  console.log(`    failed requests by reason: ${failures.slice(0, 5).map(([r, n]) => `${n} x ${r}`).join("; ")}`)
+}
+
+const measure = async (sys: System): Promise<SystemFigures> => {
+  const f = emptyFigures()
+  const agent = keepAliveAgent()
+  console.log(`\n== ${sys.name}: starting 3 nodes`)
+  f.startMs = await sys.start()
+  const leader = await waitLeader(sys, 30_000)
+  console.log(
+    `  serving after ${f.startMs.map((ms) => fmt(ms, 0)).join(" / ")} ms from spawn; leader ${leader.name} (${leader.address}); pids ${pidsOf(sys).join(" ")}`
+  )
+  await sleep(2000)
+  f.rssIdle = rssAll(sys)
+  console.log(`  RSS idle: ${f.rssIdle.map((r) => fmt(r)).join(" / ")} MB`)
+
+  const send = sys.makeSend(agent)
+  sys.takeFailures()
+  for (const c of LEVELS) {
+    const pids = pidsOf(sys)
+    let cpuBefore: Array<number> = []
+    let clientBefore = 0
+    let started = 0
+    const rssMax = pids.map(() => 0)
+    const result = await runLoad({ concurrency: c, send, durationMs: SECONDS * 1000, warmupMs: WARMUP_MS }, () => {
+      if (started === 0) {
+        // First callback (~200 ms in): CPU counters from here to the end.
+        started = performance.now()
+        cpuBefore = pids.map(cpuSeconds)
+        const u = process.cpuUsage()
+        clientBefore = (u.user + u.system) / 1e6
+      }
+      if (c === Math.max(...LEVELS)) pids.forEach((pid, i) => (rssMax[i] = Math.max(rssMax[i], rssMb(pid))))
+    })
+    const wall = (performance.now() - started) / 1000
+    const servers = pids.map(cpuSeconds).reduce((s, x, i) => s + x - cpuBefore[i], 0) / wall
+    const u = process.cpuUsage()
+    const client = ((u.user + u.system) / 1e6 - clientBefore) / wall
+    f.levels.set(c, result)
+    f.cpu.set(c, { servers, client })
+    if (c === Math.max(...LEVELS)) f.rssLoad = rssMax
+    console.log(
+      `  c=${String(c).padStart(2)}: ${fmt(result.rps, 0).padStart(6)} req/s  p50 ${fmt(result.p50, 2)} ms  p99 ${fmt(result.p99, 2)} ms  ` +
+        `max ${fmt(result.max, 1)} ms  (ok ${result.ok}, failed ${result.failed}; CPU: servers ${fmt(servers, 2)} cores, client ${fmt(client, 2)}; load ${load1()})`
+    )
+    printFailures(sys)
+  }
+  if (f.rssLoad.length > 0) console.log(`  RSS at c=${Math.max(...LEVELS)} (max sampled): ${f.rssLoad.map((r) => fmt(r)).join(" / ")} MB`)
+  await sleep(2000)
+  f.rssAfter = rssAll(sys)
+  console.log(`  RSS idle after load: ${f.rssAfter.map((r) => fmt(r)).join(" / ")} MB`)
+
+  if (KILLS > 0) {
+    console.log(`  failover: kill -9 the leader ${KILLS} times under load at c=${FAILOVER_CONCURRENCY}`)
+    const load = startLoad({ concurrency: FAILOVER_CONCURRENCY, send })
+    await sleep(1000)
+    for (let i = 1; i <= KILLS; i++) {
+      // Kill a leader that has held for a second and still leads right now.
+      let victim = await waitStableLeader(sys, 1000, 60_000)
+      while (!(await sys.probe(victim))?.leader) victim = await waitStableLeader(sys, 1000, 60_000)
+      const proc = victim.proc!
+      const t0 = performance.now()
+      kill9(proc.pid)
+      const first = await load.firstSuccess(t0, (s) => s.by !== victim.address, 20_000)
+      await killAndWait(proc)
+      const newLeader = await waitLeader(sys, 20_000)
+      const index = (await sys.probe(newLeader))?.index ?? 0
+      const restartMs = await sys.restart(victim)
+      const rejoined = await waitRejoined(sys, victim, index, 30_000)
+      const stall = load.longestGap(t0, performance.now())
+      f.restartMs.push(restartMs)
+      f.restartIndex.push(index)
+      f.stalls.push(stall)
+      if (first === undefined) f.failoverMissed++
+      else f.failover.push(first.doneAt - t0)
+      const failures = sys.takeFailures()
+      console.log(
+        `    kill ${String(i).padStart(2)}: ${victim.name} -> first accept ${first ? `${fmt(first.doneAt - t0, 0)} ms at ${first.by}` : "none within 20 s"}; ` +
+          `new leader ${newLeader.name}; restarted, serving after ${fmt(restartMs, 0)} ms, rejoined at index ${rejoined.index}; ` +
+          `longest stall ${fmt(stall, 0)} ms; ${failures.reduce((n, [, c]) => n + c, 0)} failed requests (load ${load1()})`
+      )
+      for (const [reason, n] of failures.slice(0, 2)) console.log(`        ${n} x ${reason}`)
+    }
+    const r = await load.stop()
+    console.log(`  during failover: ${r.ok} accepted, ${r.failed} failed requests`)
+    printFailures(sys)
+  }
+  agent.destroy()
+  await sys.stop()
+  removeDir(sys.dir)
+  return f
+}
+
+// ------------------------------------------------------------------------------------ table
+
+interface Row {
+  figure: string
+  ours: number
+  theirs: number | undefined
+  unit: string
+  /** higher: ratio ours/etcd; lower: ratio etcd/ours. */
+  better: "higher" | "lower"
+  target: string
+  /** Whether the target is met, given ours, etcd's and the ratio; undefined: no target/unknown. */
+  met?: (ours: number, theirs: number | undefined, ratio: number | undefined) => boolean | undefined
+  digits?: number
+}
+
+const printTable = (ours: SystemFigures, etcd: SystemFigures | undefined, etcdVersion: string): void => {
+  const rows: Array<Row> = []
+  const atLeast = (x: number) => (_o: number, _t: number | undefined, r: number | undefined) => (r === undefined ? undefined : r >= x)
+  for (const c of LEVELS) {
+    const o = ours.levels.get(c)!
+    const t = etcd?.levels.get(c)
+    const tp = c === 1 ? 1.2 : 1.5
+    rows.push({ figure: `accepted req/s, c=${c}`, ours: o.rps, theirs: t?.rps, unit: "/s", better: "higher", target: `>= ${tp}x etcd`, met: atLeast(tp), digits: 0 })
+    rows.push({ figure: `p50 latency, c=${c}`, ours: o.p50, theirs: t?.p50, unit: "ms", better: "lower", target: "—", digits: 2 })
+    rows.push({
+      figure: `p99 latency, c=${c}`,
+      ours: o.p99,
+      theirs: t?.p99,
+      unit: "ms",
+      better: "lower",
+      target: c === 1 ? "—" : "<= etcd's",
+      met: c === 1 ? undefined : atLeast(1),
+      digits: 2
+    })
+  }
+  const fo = (f: SystemFigures | undefined, pick: (xs: Array<number>) => number) =>
+    f === undefined || f.failover.length === 0 ? undefined : pick(f.failover)
+  const min = (xs: Array<number>) => Math.min(...xs)
+  const max = (xs: Array<number>) => Math.max(...xs)
+  if (KILLS > 0) {
+    const n = `${ours.failover.length}/${KILLS} kills${ours.failoverMissed ? `, ${ours.failoverMissed} without an accept in 20 s` : ""}`
+    rows.push({ figure: `failover min (${n})`, ours: fo(ours, min) ?? NaN, theirs: fo(etcd, min), unit: "ms", better: "lower", target: "—", digits: 0 })
+    rows.push({
+      figure: "failover median",
+      ours: fo(ours, median) ?? NaN,
+      theirs: fo(etcd, median),
+      unit: "ms",
+      better: "lower",
+      target: "<= 300 ms (20 kills)",
+      met: (o) => o <= 300,
+      digits: 0
+    })
+    rows.push({
+      figure: "failover max",
+      ours: fo(ours, max) ?? NaN,
+      theirs: fo(etcd, max),
+      unit: "ms",
+      better: "lower",
+      target: "<= 600 ms (20 kills)",
+      met: (o) => o <= 600 && ours.failoverMissed === 0,
+      digits: 0
+    })
+  }
+  if (KILLS > 0) {
+    const stall = (f: SystemFigures | undefined, pick: (xs: Array<number>) => number) =>
+      f === undefined || f.stalls.length === 0 ? undefined : pick(f.stalls)
+    rows.push({
+      figure: "longest stall per kill, until rejoined (median)",
+      ours: stall(ours, median) ?? NaN,
+      theirs: stall(etcd, median),
+      unit: "ms",
+      better: "lower",
+      target: "—",
+      digits: 0
+    })
+    rows.push({ figure: "longest stall per kill (max)", ours: stall(ours, max) ?? NaN, theirs: stall(etcd, max), unit: "ms", better: "lower", target: "—", digits: 0 })
+  }
+  const maxOf = (xs: Array<number> | undefined) => (xs === undefined || xs.length === 0 ? undefined : Math.max(...xs))
+  rows.push({ figure: "RSS per node idle (max of 3)", ours: maxOf(ours.rssIdle)!, theirs: maxOf(etcd?.rssIdle), unit: "MB", better: "lower", target: "<= 60 MB", met: (o) => o <= 60 })
+  rows.push({
+    figure: `RSS per node at c=${Math.max(...LEVELS)} (max)`,
+    ours: maxOf(ours.rssLoad) ?? NaN,
+    theirs: maxOf(etcd?.rssLoad),
+    unit: "MB",
+    better: "lower",
+    target: "<= 100 MB",
+    met: (o) => o <= 100
+  })
+  rows.push({ figure: "RSS per node idle after load (max)", ours: maxOf(ours.rssAfter)!, theirs: maxOf(etcd?.rssAfter), unit: "MB", better: "lower", target: "—" })
+  rows.push({ figure: "spawn -> serves status, empty dir (median of 3)", ours: median(ours.startMs), theirs: etcd ? median(etcd.startMs) : undefined, unit: "ms", better: "lower", target: "—", digits: 0 })
+  if (ours.restartMs.length > 0) {
+    const idx = Math.round(median(ours.restartIndex))
+    rows.push({
+      figure: `spawn -> serves status, restart (median; ~${idx} entries)`,
+      ours: median(ours.restartMs),
+      theirs: etcd && etcd.restartMs.length > 0 ? median(etcd.restartMs) : undefined,
+      unit: "ms",
+      better: "lower",
+      target: "<= 1000 ms (100,000 events)",
+      met: (o) => o <= 1000,
+      digits: 0
+    })
+    rows.push({
+      figure: "spawn -> serves status, restart (max)",
+      ours: Math.max(...ours.restartMs),
+      theirs: etcd && etcd.restartMs.length > 0 ? Math.max(...etcd.restartMs) : undefined,
+      unit: "ms",
+      better: "lower",
+      target: "—",
+      digits: 0
+    })
+  }
+
+  const lines = rows.map((r) => {
+    const d = r.digits ?? 1
+    const ratio =
+      r.theirs === undefined || !Number.isFinite(r.theirs) || !Number.isFinite(r.ours) || r.ours === 0
+        ? undefined
+        : r.better === "higher"
+          ? r.ours / r.theirs
+          : r.theirs / r.ours
+    const met = r.met?.(r.ours, r.theirs, ratio)
+    return [
+      r.figure,
+      `${fmt(r.ours, d)} ${r.unit}`,
+      r.theirs === undefined ? "—" : `${fmt(r.theirs, d)} ${r.unit}`,
+      ratio === undefined ? "—" : `${ratio.toFixed(2)}x`,
+      `${r.target}${met === undefined ? "" : met ? "  ok" : "  MISSED"}`
+    ]
+  })
+  const header = ["figure", "cluster_mgr", etcd ? "etcd" : "etcd (unavailable)", "ratio", "target (issue 7)"]
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)))
+  const row = (cells: Array<string>) => `| ${cells.map((c, i) => (i === 0 || i === 4 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(" | ")} |`
+  console.log(`\n== emit bench: 3 nodes on 127.0.0.1, fsync on, ${SECONDS} s per level, client in this process`)
+  console.log(
+    `   machine: ${os.cpus().length} cores (${os.cpus()[0]?.model ?? "?"}), node ${process.version}, ${etcd ? etcdVersion : "etcd unavailable"}; load average now ${os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" ")}`
+  )
+  console.log("   ratio: ours/etcd for req/s; etcd/ours for latency, failover, RSS and start times (above 1: cluster_mgr better)")
+  console.log(row(header))
+  console.log(`|${widths.map((w, i) => (i === 0 || i === 4 ? "-".repeat(w + 2) : `${"-".repeat(w + 1)}:`)).join("|")}|`)
+  for (const l of lines) console.log(row(l))
+  const cpuLine = (name: string, f: SystemFigures | undefined) =>
+    f === undefined
+      ? ""
+      : `   CPU (cores) ${name}: ${LEVELS.map((c) => `c=${c} servers ${fmt(f.cpu.get(c)!.servers, 2)} client ${fmt(f.cpu.get(c)!.client, 2)}`).join("; ")}`
+  const mbs = (xs: Array<number>) => xs.map((x) => fmt(x)).join(" / ")
+  console.log(
+    `   RSS per cluster_mgr process (MB): idle ${mbs(ours.rssIdle)}; at c=${Math.max(...LEVELS)} ${mbs(ours.rssLoad)}; idle after load ${mbs(ours.rssAfter)}`
+  )
+  console.log(
+    `   spawn -> serves /status (ms): first start ${ours.startMs.map((x) => fmt(x, 0)).join(" / ")}; restarts ${ours.restartMs.map((x) => fmt(x, 0)).join(" ")}`
+  )
+  console.log(cpuLine("cluster_mgr", ours))
+  if (etcd) console.log(cpuLine("etcd", etcd))
+}
+
+// ------------------------------------------------------------------------------------- main
+
+console.log(
+  `emit bench: ${SECONDS} s per level at concurrency ${LEVELS.join(", ")}, ${KILLS} leader kills at c=${FAILOVER_CONCURRENCY}; ` +
+    `${os.cpus().length} cores, load average ${os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" ")}`
+)
+const agent = keepAliveAgent()
+const ours = await measure(new ClusterMgr(agent))
+agent.destroy()
+
+const etcdAgent = keepAliveAgent()
+const etcdBin = process.env.BENCH_ETCD === "0" ? undefined : ensureEtcd()
+let theirs: SystemFigures | undefined
+let etcdVersion = ""
+if (etcdBin === undefined) {
+  console.log(process.env.BENCH_ETCD === "0" ? "etcd skipped (BENCH_ETCD=0)" : "etcd is unavailable: its rows are skipped")
+} else {
+  const etcd = new Etcd(etcdAgent, etcdBin)
+  etcdVersion = etcd.version()
+  try {
+    theirs = await measure(etcd)
+  } catch (e) {
+    console.log(`etcd run failed (${(e as Error).message}); its rows are skipped`)
+    for (const n of etcd.nodes) {
+      const log = fs.existsSync(n.logFile) ? fs.readFileSync(n.logFile, "utf8").trim().split("\n").slice(-3) : []
+      console.log(`  ${n.name} log tail:\n${log.map((l) => `    ${l}`).join("\n")}`)
+    }
+    await etcd.stop()
+  }
+}
+etcdAgent.destroy()
+printTable(ours, theirs, etcdVersion)
+process.exit(0)
