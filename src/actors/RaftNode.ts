@@ -190,6 +190,7 @@ class Actor {
         for (const entry of ready.committed) yield* this.settleProposal(entry.index, entry.term, applied)
         for (const a of applied) yield* PubSub.publish(this.appliedHub, a)
         yield* Metric.set(metrics.appliedIndex, this.sm.appliedIndex())
+        yield* Metric.set(metrics.commitIndex, this.core.status().commitIndex)
       }
       yield* this.settleReads()
     })
@@ -264,6 +265,7 @@ class Actor {
       if (prev?.role === "leader" && s.role !== "leader") yield* this.failAllProposals()
       if (s.role === "leader" && prev?.role !== "leader") yield* Metric.increment(metrics.elections)
       yield* Metric.set(metrics.term, s.term)
+      yield* Metric.set(metrics.commitIndex, s.commitIndex)
       yield* Metric.set(metrics.isLeader, s.role === "leader" ? 1 : 0)
       yield* SubscriptionRef.set(this.leadership, next)
       yield* Effect.logInfo(`role ${s.role}, term ${s.term}, leader ${s.leader ?? "none"}`)
