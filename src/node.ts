@@ -41,6 +41,7 @@ const settingsOf = (c: Config, dataDir: string) => {
       leaseRead: c.raft_lease_read,
       snapshotEntries: c.raft_snapshot_interval_entries,
       snapshotTicks: ticks(c.raft_snapshot_interval_sec * 1000, t),
+      logRetainEntries: c.raft_log_retain_entries,
       catchupTicks: ticks(c.raft_catchup_timeout_ms, t),
       transferTicks: ticks(c.raft_transfer_timeout_ms, t)
     },

@@ -102,6 +102,11 @@ const ConfigFields = Schema.Struct({
     PositiveInt,
     60
   ),
+  raft_log_retain_entries: withDefault(
+    "Log entries kept in memory below a snapshot, so a slightly lagging follower needs no snapshot.",
+    PositiveInt,
+    1000
+  ),
   raft_catchup_timeout_ms: withDefault(
     "add_peer fails unless the new member catches up with the log within this time.",
     PositiveInt,
