@@ -38,6 +38,7 @@ describe("parseConfig: accepted files", () => {
       raft_group_id: "cluster_mgr",
       raft_pre_vote: true,
       raft_lease_read: false,
+      raft_log_retain_entries: 1000,
       raft_fault_injection: false
     })
   })
@@ -272,7 +273,7 @@ describe("renderConfig", () => {
   it("documents every key it writes with a comment line above it", () => {
     const lines = renderConfig(parsed(`${minimal}log_file = cm.log`)).split("\n")
     const keyLines = lines.flatMap((line, i) => (/^[a-z_]+ = /.test(line) ? [i] : []))
-    expect(keyLines.length).toBe(18)
+    expect(keyLines.length).toBe(19)
     for (const i of keyLines) expect(lines[i - 1]).toMatch(/^# \S.{10,}/)
   })
 
