@@ -5,7 +5,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
-import * as net from "node:net"
+import { freePort } from "../test/support/freePort.js"
 import * as os from "node:os"
 import * as path from "node:path"
 import { sleep } from "./loadgen.js"
@@ -72,26 +72,7 @@ export const removeDir = (dir: string): void => {
   dirs.delete(dir)
 }
 
-const handedOut = new Set<number>()
-/** A port nobody listens on now (bind port 0, read it, close); never the same twice. */
-export const freePort = async (): Promise<number> => {
-  for (;;) {
-    const port = await new Promise<number>((resolve, reject) => {
-      const server = net.createServer()
-      server.unref()
-      server.once("error", reject)
-      server.listen({ host, port: 0, exclusive: true }, () => {
-        const a = server.address()
-        const p = typeof a === "object" && a !== null ? a.port : 0
-        server.close(() => resolve(p))
-      })
-    })
-    if (port > 0 && !handedOut.has(port)) {
-      handedOut.add(port)
-      return port
-    }
-  }
-}
+export { freePort }
 
 /** A spawned process, its output appended to `logFile`, registered for cleanup. */
 export interface Proc {

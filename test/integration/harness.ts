@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as http from "node:http"
-import * as net from "node:net"
+import { freePort } from "../support/freePort.js"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -30,27 +30,7 @@ export const sleep = (ms: number): Promise<void> => new Promise((resolve) => set
 
 // ------------------------------------------------------------------------------------- ports
 
-const handedOut = new Set<number>()
-
-/** A port nobody listens on now: bind port 0, read it, close. Never the same twice per worker. */
-export const freePort = async (): Promise<number> => {
-  for (;;) {
-    const port = await new Promise<number>((resolve, reject) => {
-      const server = net.createServer()
-      server.unref()
-      server.once("error", reject)
-      server.listen({ host, port: 0, exclusive: true }, () => {
-        const address = server.address()
-        const p = typeof address === "object" && address !== null ? address.port : 0
-        server.close(() => resolve(p))
-      })
-    })
-    if (port > 0 && !handedOut.has(port)) {
-      handedOut.add(port)
-      return port
-    }
-  }
-}
+export { freePort }
 
 // ------------------------------------------------------------------------------- processes
 
