@@ -6,6 +6,9 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: "forks",
+    // One file at a time: the real-process suites (integration, chaos) are timing-sensitive, and
+    // on 2 cores parallel files starved vitest's own worker RPC into timeouts.
+    fileParallelism: false,
     reporters: ["default"]
   }
 })
