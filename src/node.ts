@@ -15,6 +15,17 @@ import { Journal } from "./storage/Journal.js"
 import { openRaftStorage } from "./storage/RaftStorage.js"
 
 /** A start-up problem an operator must fix; the CLI prints `message` and exits with code 2. */
+/**
+ * A client may half-close (FIN) right after its request; Node's server then aborts requests whose
+ * reply is not immediate (forwarding, ReadIndex) although they still take effect. Keeping the
+ * socket half-open lets such a client read its answer.
+ */
+const halfOpenServer = () => {
+  const server = createServer()
+  ;(server as unknown as { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true
+  return server
+}
+
 export class StartupError extends Data.TaggedError("StartupError")<{ readonly message: string }> {}
 
 const ticks = (ms: number, tickMs: number) => Math.max(1, Math.round(ms / tickMs))
@@ -112,7 +123,7 @@ const httpLayer = (config: Config) =>
   HttpRoutes.layer(config.http_max_body_bytes).pipe(
     Layer.provide(FetchHttpClient.layer),
     Layer.provide(
-      NodeHttpServer.layer(createServer, { host: config.local_ip, port: config.brpc_http_port }).pipe(
+      NodeHttpServer.layer(halfOpenServer, { host: config.local_ip, port: config.brpc_http_port }).pipe(
         Layer.mapError((e) => new StartupError({ message: `brpc_http_port ${config.brpc_http_port}: cannot listen (${String(e.cause ?? e)})` }))
       )
     )

@@ -1,4 +1,4 @@
-import { Context, Data, Deferred, Effect, Layer, Metric, Option, PubSub, Queue, Schedule, Stream, SubscriptionRef } from "effect"
+import { Clock, Context, Data, Deferred, Effect, Layer, Metric, Option, PubSub, Queue, Schedule, Stream, SubscriptionRef } from "effect"
 import { encodeCommand, type StateCommand } from "../domain/jobs.js"
 import { bootstrapPersisted, RaftCore } from "../domain/raft/core.js"
 import type { RaftOptions } from "../domain/raft/options.js"
@@ -95,6 +95,8 @@ class Actor {
   private readonly readsAwaitingApply: Array<{ index: number } & Waiting<ClusterState>> = []
   private seq = 0
   private lastPublished: Leadership | undefined
+  /** Monotonic time up to which ticks were given to the core. */
+  private tickedUpTo: bigint | undefined
 
   constructor(
     readonly core: RaftCore,
@@ -107,6 +109,7 @@ class Actor {
 
   handleBatch(inputs: Iterable<Input>): Effect.Effect<void> {
     return Effect.gen(this, function* () {
+      yield* this.catchUpTicks()
       const proposals: Array<Extract<Input, { _tag: "Propose" }>> = []
       for (const input of inputs) {
         if (input._tag === "Propose") proposals.push(input)
@@ -118,10 +121,31 @@ class Actor {
     })
   }
 
+  /**
+   * Ticks follow the monotonic clock, not the number of Tick inputs: a process that was paused
+   * (SIGSTOP, a GC pause, a frozen VM) or stuck in a slow fsync must see every tick it missed
+   * before it handles anything else, or a leader would serve lease reads on a lease that expired
+   * while it was stopped. Capped: past a few election timeouts more ticks change nothing.
+   */
+  private catchUpTicks(): Effect.Effect<void> {
+    return Effect.map(Clock.currentTimeNanos, (now) => {
+      const tickNanos = BigInt(Math.round(this.settings.tickMs * 1e6))
+      if (this.tickedUpTo === undefined) {
+        this.tickedUpTo = now
+        return
+      }
+      const due = (now - this.tickedUpTo) / tickNanos
+      if (due <= 0n) return
+      this.tickedUpTo += due * tickNanos
+      const cap = 4 * this.settings.raft.electionTicks + 1
+      for (let i = 0; i < Math.min(Number(due), cap); i++) this.core.tick()
+    })
+  }
+
   private handle(input: Exclude<Input, { _tag: "Propose" }>): Effect.Effect<void> {
     switch (input._tag) {
       case "Tick":
-        return Effect.sync(() => this.core.tick())
+        return Effect.void // it only wakes the actor: catchUpTicks counts the time
       case "Inbound":
         return Effect.sync(() =>
           input.inbound._tag === "Message" ? this.core.receive(input.inbound.message) : this.core.peerUnreachable(input.inbound.peer)

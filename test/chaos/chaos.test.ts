@@ -72,3 +72,17 @@ describe("chaos on real processes (CI set)", () => {
     expect(r.ok, `fuzz failed:\n${r.summary}`).toBe(true)
   }, 180_000)
 })
+
+describe("regressions found by the suite", () => {
+  // Lease mode once counted its lease in ticks that a paused process never saw: a leader
+  // resumed after SIGSTOP answered get_status from stale state. The script exits 1 on a stale read.
+  it("a leader resumed after SIGSTOP does not serve a stale lease read", async () => {
+    const { spawnSync } = await import("node:child_process")
+    const run = spawnSync(process.execPath, ["--import", "tsx", "test/chaos/repro-lease-pause.ts"], {
+      encoding: "utf8",
+      timeout: 90_000
+    })
+    expect(run.status, `${run.stdout}\n${run.stderr}`).toBe(0)
+    expect(run.stdout).toMatch(/no stale read/)
+  }, 120_000)
+})

@@ -9,7 +9,8 @@
  * frozen VM) and cut off; the others elect a new leader, which accepts job 1. When the old
  * leader resumes it still counts its lease in Raft ticks, and no tick passed while it was stopped,
  * so it answers get_status from its stale state: "no job with job_id 1", although job 1 was
- * accepted 1.5 s before the read was sent. Exit code 1 when the stale read happens, 0 when the
+ * accepted 1.5 s before the read was sent (fixed: ticks now follow the monotonic clock, see
+ * RaftNode.catchUpTicks; chaos.test.ts runs this script). Exit code 1 when the stale read happens, 0 when the
  * old leader refuses or forwards the read (the fixed behaviour), 2 if the setup failed.
  */
 import {

@@ -72,8 +72,14 @@ describe("excerpt and describe", () => {
   it("truncate a long string to the limit and say its real length", () => {
     const text = excerpt("x".repeat(1 << 20))
     expect(text.startsWith("x".repeat(excerptLengthMax) + "...")).toBe(true)
-    expect(text).toContain("(1048576 chars)")
+    expect(text).toContain("(1048576 characters)")
     expect(text.length).toBeLessThan(excerptLengthMax + 30)
+  })
+
+  it("never cut a surrogate pair in two, and count characters, not UTF-16 units", () => {
+    const text = excerpt("x".repeat(excerptLengthMax - 1) + "\u{1F600}".repeat(10))
+    expect(text).toBe("x".repeat(excerptLengthMax - 1) + "... (109 characters)")
+    expect(text).not.toMatch(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/)
   })
 
   it("name non-string values by kind without serialising them", () => {
@@ -185,7 +191,7 @@ describe("decodeEmitBody: refused requests, all with Klustron's 70001", () => {
   it("echoes at most about 100 characters of a 1 MB job_type", () => {
     const info = infoOf(JSON.stringify({ job_type: "y".repeat(1 << 20) }))
     expect(info.startsWith("Unrecongnized job type: yyyy")).toBe(true)
-    expect(info).toContain("(1048576 chars)")
+    expect(info).toContain("(1048576 characters)")
     expect(info.length).toBeLessThan(200)
   })
 

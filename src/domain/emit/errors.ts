@@ -70,10 +70,25 @@ export type EmitError = BadRequest | Unavailable | NotFound | Timeout | Internal
 export const excerptLengthMax = 100
 
 /** A client string as it may appear in an error message: truncated, its real length said. */
-export const excerpt = (text: string): string =>
-  text.length <= excerptLengthMax
-    ? text
-    : `${text.slice(0, excerptLengthMax)}... (${text.length} chars)`
+export const excerpt = (text: string): string => {
+  if (text.length <= excerptLengthMax) return text
+  // Never cut between the two halves of a surrogate pair: a lone surrogate is not Unicode.
+  const high = text.charCodeAt(excerptLengthMax - 1)
+  const end = high >= 0xd800 && high <= 0xdbff ? excerptLengthMax - 1 : excerptLengthMax
+  return `${text.slice(0, end)}... (${codePoints(text)} characters)`
+}
+
+const codePoints = (text: string): number => {
+  let n = text.length
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
+      const d = text.charCodeAt(i + 1)
+      if (d >= 0xdc00 && d <= 0xdfff) n--, i++
+    }
+  }
+  return n
+}
 
 /**
  * Names an arbitrary input value for an error message without serialising it: a hostile value
