@@ -25,7 +25,12 @@ const eventTypes: Record<EventTag, null> = {
   JobDone: null,
   JobFailed: null,
   MembershipChanged: null,
-  LeaderElected: null
+  LeaderElected: null,
+  MachineAdded: null,
+  MachineUpdated: null,
+  MachineRemoved: null,
+  MachineStatsChanged: null,
+  AgentReported: null
 }
 
 /** An instant as ISO 8601 text or milliseconds since the epoch, as the journal's `at` column holds. */

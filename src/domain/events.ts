@@ -1,4 +1,5 @@
 import { Schema } from "effect"
+import { AgentReport, MachineSpec, NodeStats, ObservedInstance } from "./machines.js"
 
 /**
  * Every change of the replicated state is one of these events. Each carries `v`, its schema
@@ -68,6 +69,60 @@ export class LeaderElected extends Schema.TaggedClass<LeaderElected>()("LeaderEl
   at: Schema.Number
 }) {}
 
-export const Event = Schema.Union(JobAccepted, JobStarted, JobProgressed, JobDone, JobFailed, MembershipChanged, LeaderElected)
+/** A machine joined the fleet (create_machine, after its agent answered a ping). */
+export class MachineAdded extends Schema.TaggedClass<MachineAdded>()("MachineAdded", {
+  v: Schema.Literal(1),
+  machine: MachineSpec,
+  jobId: Schema.String,
+  at: Schema.Number
+}) {}
+
+/** update_machine: the machine's description as it is now. */
+export class MachineUpdated extends Schema.TaggedClass<MachineUpdated>()("MachineUpdated", {
+  v: Schema.Literal(1),
+  machine: MachineSpec,
+  jobId: Schema.String,
+  at: Schema.Number
+}) {}
+
+export class MachineRemoved extends Schema.TaggedClass<MachineRemoved>()("MachineRemoved", {
+  v: Schema.Literal(1),
+  hostaddr: Schema.String,
+  jobId: Schema.String,
+  at: Schema.Number
+}) {}
+
+/** The leader's pings found the machine's agent dead, or back. */
+export class MachineStatsChanged extends Schema.TaggedClass<MachineStatsChanged>()("MachineStatsChanged", {
+  v: Schema.Literal(1),
+  hostaddr: Schema.String,
+  nodeStats: NodeStats,
+  detail: Schema.String,
+  at: Schema.Number
+}) {}
+
+/** What an agent reported with a ping: its instances (when they changed) and new reports. */
+export class AgentReported extends Schema.TaggedClass<AgentReported>()("AgentReported", {
+  v: Schema.Literal(1),
+  hostaddr: Schema.String,
+  instances: Schema.Array(ObservedInstance),
+  reports: Schema.Array(AgentReport),
+  at: Schema.Number
+}) {}
+
+export const Event = Schema.Union(
+  JobAccepted,
+  JobStarted,
+  JobProgressed,
+  JobDone,
+  JobFailed,
+  MembershipChanged,
+  LeaderElected,
+  MachineAdded,
+  MachineUpdated,
+  MachineRemoved,
+  MachineStatsChanged,
+  AgentReported
+)
 export type Event = typeof Event.Type
 export type EventTag = Event["_tag"]

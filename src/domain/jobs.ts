@@ -7,8 +7,14 @@ import {
   JobProgressed,
   JobStarted,
   LeaderElected,
-  MembershipChanged
+  MachineAdded,
+  MachineRemoved,
+  MachineStatsChanged,
+  MachineUpdated,
+  MembershipChanged,
+  AgentReported
 } from "./events.js"
+import { AgentReport, MachineSpec, NodeStats, ObservedInstance, sameInstances } from "./machines.js"
 import type { Entry } from "./raft/types.js"
 import { type ClusterState, evolve } from "./state.js"
 
@@ -42,7 +48,41 @@ export const TakeOffice = Schema.TaggedStruct("TakeOffice", {
   at: Schema.Number
 })
 
-export const StateCommand = Schema.Union(SubmitJob, StartJob, ProgressJob, FinishJob, FailJob, TakeOffice)
+/** create_machine (mode create: only if the host is new) or update_machine (only if it exists). */
+export const PutMachine = Schema.TaggedStruct("PutMachine", {
+  mode: Schema.Literal("create", "update"),
+  machine: MachineSpec,
+  jobId: Schema.String,
+  at: Schema.Number
+})
+export const RemoveMachine = Schema.TaggedStruct("RemoveMachine", { hostaddr: Schema.String, jobId: Schema.String, at: Schema.Number })
+/** The leader's verdict on a machine's agent after its pings. */
+export const SetMachineStats = Schema.TaggedStruct("SetMachineStats", {
+  hostaddr: Schema.String,
+  nodeStats: NodeStats,
+  detail: Schema.String,
+  at: Schema.Number
+})
+/** What a ping brought back: the agent's instances and its reports not yet recorded. */
+export const RecordAgentReport = Schema.TaggedStruct("RecordAgentReport", {
+  hostaddr: Schema.String,
+  instances: Schema.Array(ObservedInstance),
+  reports: Schema.Array(AgentReport),
+  at: Schema.Number
+})
+
+export const StateCommand = Schema.Union(
+  SubmitJob,
+  StartJob,
+  ProgressJob,
+  FinishJob,
+  FailJob,
+  TakeOffice,
+  PutMachine,
+  RemoveMachine,
+  SetMachineStats,
+  RecordAgentReport
+)
 export type StateCommand = typeof StateCommand.Type
 
 const StateCommandJson = Schema.parseJson(StateCommand)
@@ -89,6 +129,26 @@ export const decide = (command: StateCommand, state: ClusterState): Array<Event>
       return isOpen(state, command.jobId) ? [new JobFailed({ v: 1, ...stripTag(command) })] : []
     case "TakeOffice":
       return command.term > state.leaderTerm ? [new LeaderElected({ v: 1, ...stripTag(command) })] : []
+    case "PutMachine": {
+      const exists = HashMap.has(state.machines, command.machine.hostaddr)
+      const { machine, jobId, at } = command
+      if (command.mode === "create") return exists ? [] : [new MachineAdded({ v: 1, machine, jobId, at })]
+      return exists ? [new MachineUpdated({ v: 1, machine, jobId, at })] : []
+    }
+    case "RemoveMachine":
+      return HashMap.has(state.machines, command.hostaddr) ? [new MachineRemoved({ v: 1, ...stripTag(command) })] : []
+    case "SetMachineStats": {
+      const m = HashMap.get(state.machines, command.hostaddr)
+      return Option.isSome(m) && m.value.nodeStats !== command.nodeStats ? [new MachineStatsChanged({ v: 1, ...stripTag(command) })] : []
+    }
+    case "RecordAgentReport": {
+      const m = HashMap.get(state.machines, command.hostaddr)
+      if (Option.isNone(m)) return []
+      // A report already recorded (a ping answered twice, a leader change) is not recorded again.
+      const reports = command.reports.filter((r) => r.seq > m.value.reportsAcked)
+      if (reports.length === 0 && sameInstances(m.value.instances, command.instances)) return []
+      return [new AgentReported({ v: 1, hostaddr: command.hostaddr, instances: command.instances, reports, at: command.at })]
+    }
   }
 }
 

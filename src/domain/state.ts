@@ -1,6 +1,7 @@
 import { HashMap, Option, Schema } from "effect"
 import type { Event } from "./events.js"
 import { JobStatus } from "./events.js"
+import { Machine } from "./machines.js"
 
 /** One job of the job log, as Klustron's cluster_general_job_log row. */
 export const Job = Schema.Struct({
@@ -30,6 +31,8 @@ export interface ClusterState {
   readonly leader: string | null
   readonly leaderHttp: string | null
   readonly leaderTerm: number
+  /** The fleet, by hostaddr. */
+  readonly machines: HashMap.HashMap<string, Machine>
 }
 
 export const emptyState: ClusterState = {
@@ -39,7 +42,14 @@ export const emptyState: ClusterState = {
   learners: [],
   leader: null,
   leaderHttp: null,
-  leaderTerm: 0
+  leaderTerm: 0,
+  machines: HashMap.empty()
+}
+
+const updateMachine = (state: ClusterState, hostaddr: string, f: (m: Machine) => Machine): ClusterState => {
+  const m = HashMap.get(state.machines, hostaddr)
+  if (Option.isNone(m)) return state
+  return { ...state, machines: HashMap.set(state.machines, hostaddr, f(m.value)) }
 }
 
 const updateJob = (state: ClusterState, jobId: string, f: (job: Job) => Job): ClusterState => {
@@ -87,6 +97,33 @@ export const evolve = (state: ClusterState, event: Event): ClusterState => {
       return { ...state, voters: event.voters, learners: event.learners }
     case "LeaderElected":
       return { ...state, leader: event.leader, leaderHttp: event.http, leaderTerm: event.term }
+    case "MachineAdded":
+      return {
+        ...state,
+        machines: HashMap.set(state.machines, event.machine.hostaddr, {
+          ...event.machine,
+          nodeStats: "running",
+          statsSince: event.at,
+          createdAt: event.at,
+          createdBy: event.jobId,
+          instances: [],
+          reportsAcked: 0,
+          restartsReported: 0
+        })
+      }
+    case "MachineUpdated":
+      return updateMachine(state, event.machine.hostaddr, (m) => ({ ...m, ...event.machine }))
+    case "MachineRemoved":
+      return { ...state, machines: HashMap.remove(state.machines, event.hostaddr) }
+    case "MachineStatsChanged":
+      return updateMachine(state, event.hostaddr, (m) => ({ ...m, nodeStats: event.nodeStats, statsSince: event.at }))
+    case "AgentReported":
+      return updateMachine(state, event.hostaddr, (m) => ({
+        ...m,
+        instances: event.instances,
+        reportsAcked: Math.max(m.reportsAcked, ...event.reports.map((r) => r.seq)),
+        restartsReported: m.restartsReported + event.reports.filter((r) => r.event === "restarted").length
+      }))
   }
 }
 
@@ -110,7 +147,9 @@ export const StateJson = Schema.Struct({
   learners: Schema.Array(Schema.String),
   leader: Schema.NullOr(Schema.String),
   leaderHttp: Schema.NullOr(Schema.String),
-  leaderTerm: Schema.Number
+  leaderTerm: Schema.Number,
+  /** Absent in snapshots written before the fleet existed. */
+  machines: Schema.optionalWith(Schema.Array(Machine), { default: () => [] })
 })
 export type StateJson = typeof StateJson.Type
 
@@ -121,7 +160,8 @@ export const toJson = (s: ClusterState): StateJson => ({
   learners: s.learners,
   leader: s.leader,
   leaderHttp: s.leaderHttp,
-  leaderTerm: s.leaderTerm
+  leaderTerm: s.leaderTerm,
+  machines: [...HashMap.values(s.machines)].sort((a, b) => (a.hostaddr < b.hostaddr ? -1 : a.hostaddr > b.hostaddr ? 1 : 0))
 })
 
 export const fromJson = (j: StateJson): ClusterState => ({
@@ -131,5 +171,6 @@ export const fromJson = (j: StateJson): ClusterState => ({
   learners: j.learners,
   leader: j.leader,
   leaderHttp: j.leaderHttp,
-  leaderTerm: j.leaderTerm
+  leaderTerm: j.leaderTerm,
+  machines: HashMap.fromIterable(j.machines.map((m) => [m.hostaddr, m] as const))
 })

@@ -42,6 +42,8 @@ const samples: { readonly [K in JobType]: Paras } = {
     total_cpu_cores: "8"
   },
   delete_machine: { hostaddr: "192.168.0.10", machine_type: "computer" },
+  update_machine: { hostaddr: "192.168.0.10", total_mem: "32768", nodemgr_port: "58010" },
+  get_machines: {},
   create_cluster: {
     nick_name: "orders",
     ha_mode: "rbr",
@@ -212,7 +214,7 @@ describe("get_status and get_cluster_mgr_status", () => {
     expect(info("get_status", {}, "12a")).toBe("job_id must be a string of 1 to 20 digits, got '12a'")
     expect(info("get_status", {}, -1)).toBe("job_id must be a string of 1 to 20 digits, got '-1'")
     expect(info("get_status", {}, "1".repeat(1 << 20))).toMatch(
-      /^job_id must be a string of 1 to 20 digits, got '1+\.\.\. \(1048576 chars\)'$/
+      /^job_id must be a string of 1 to 20 digits, got '1+\.\.\. \(1048576 characters\)'$/
     )
   })
 
@@ -334,7 +336,7 @@ describe("literal fields", () => {
       nick_name: "n".repeat(255)
     })
     expect(info("create_cluster", { ...samples.create_cluster, nick_name: "n".repeat(256) })).toMatch(
-      /^paras\.nick_name must be a non-empty string of at most 255 characters, got 'n+\.\.\. \(256 chars\)'$/
+      /^paras\.nick_name must be a non-empty string of at most 255 characters, got 'n+\.\.\. \(256 characters\)'$/
     )
   })
 

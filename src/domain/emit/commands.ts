@@ -189,7 +189,9 @@ export const CreateMachine = Schema.TaggedStruct("create_machine", {
   wal_log_dir: optional(AbsolutePath),
   comp_datadir: optional(AbsolutePath),
   total_mem: PositiveInt,
-  total_cpu_cores: PositiveInt
+  total_cpu_cores: PositiveInt,
+  /** Ours: the port of the machine's node_mgr agent (default 58010). */
+  nodemgr_port: optional(Port)
 }).pipe(
   Schema.filter((machine) => {
     const missing = requiredDirs[machine.machine_type].find((dir) => machine[dir] === undefined)
@@ -199,6 +201,24 @@ export const CreateMachine = Schema.TaggedStruct("create_machine", {
 )
 
 export const DeleteMachine = Schema.TaggedStruct("delete_machine", { hostaddr: Host, machine_type: MachineType })
+
+/** Changes the named fields of a machine; the others keep their values. */
+export const UpdateMachine = Schema.TaggedStruct("update_machine", {
+  hostaddr: Host,
+  machine_type: optional(MachineType),
+  rack_id: optional(Text),
+  port_range: optional(PortRange),
+  datadir: optional(AbsolutePath),
+  logdir: optional(AbsolutePath),
+  wal_log_dir: optional(AbsolutePath),
+  comp_datadir: optional(AbsolutePath),
+  total_mem: optional(PositiveInt),
+  total_cpu_cores: optional(PositiveInt),
+  nodemgr_port: optional(Port)
+})
+
+/** Ours, synchronous: the fleet's machines with node_stats, all or one. */
+export const GetMachines = Schema.TaggedStruct("get_machines", { hostaddr: optional(Host) })
 
 const IpList = listOf(Host, "IPv4 addresses or host names")
 
@@ -319,6 +339,8 @@ export const Command = Schema.Union(
   GetClusterMgrStatus,
   CreateMachine,
   DeleteMachine,
+  UpdateMachine,
+  GetMachines,
   CreateCluster,
   DeleteCluster,
   AddShards,
@@ -387,6 +409,8 @@ const decoders: { readonly [K in JobType]: Decoder } = {
   get_cluster_mgr_status: fromParas(GetClusterMgrStatus),
   create_machine: fromParas(CreateMachine),
   delete_machine: fromParas(DeleteMachine),
+  update_machine: fromParas(UpdateMachine),
+  get_machines: fromParas(GetMachines),
   create_cluster: fromParas(CreateCluster),
   delete_cluster: fromParas(DeleteCluster),
   add_shards: fromParas(AddShards),

@@ -9,6 +9,8 @@ export const jobTypes = [
   "get_cluster_mgr_status",
   "create_machine",
   "delete_machine",
+  "update_machine",
+  "get_machines",
   "create_cluster",
   "delete_cluster",
   "add_shards",
