@@ -1,11 +1,14 @@
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import { Context, Effect, ExecutionStrategy, Exit, Layer, Scope, Stream } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { MemoryNetwork, MemoryTransport } from "./actors/MemoryTransport.js"
 import * as RaftNode from "./actors/RaftNode.js"
 import * as JobScheduler from "./actors/JobScheduler.js"
+import * as AgentClient from "./fleet/AgentClient.js"
+import { defaultFleetSettings, FleetSettings, type FleetSettingsApi } from "./fleet/FleetSettings.js"
 import { defaultRaftOptions, type RaftOptions } from "./domain/raft/options.js"
-import { Journal } from "./storage/Journal.js"
+import { Journal, type JournalRetention } from "./storage/Journal.js"
 import { openRaftStorage } from "./storage/RaftStorage.js"
 
 export interface InProcessOptions {
@@ -15,6 +18,10 @@ export interface InProcessOptions {
   readonly dataDir: string
   readonly tickMs?: number
   readonly raft?: Partial<RaftOptions>
+  /** Journal retention (cnf journal_retain_events / journal_retain_days); default: keep everything. */
+  readonly journalRetention?: JournalRetention
+  /** How the leader watches machines' agents (defaults: 5 s pings, dead after 3 misses). */
+  readonly fleet?: Partial<FleetSettingsApi>
 }
 
 export interface InProcessMember {
@@ -40,7 +47,7 @@ export const makeInProcessGroup = (options: InProcessOptions) =>
         fs.mkdirSync(dir, { recursive: true })
         const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
         const storage = openRaftStorage(path.join(dir, "raft.db"))
-        const journal = Journal.open(path.join(dir, "journal.db"))
+        const journal = Journal.open(path.join(dir, "journal.db"), options.journalRetention)
         yield* Scope.addFinalizer(scope, Effect.sync(() => (storage.close(), journal.close())))
         const raft = RaftNode.layer({
           raft: { ...defaultRaftOptions("inprocess", id, index * 7919 + 1), ...options.raft, id },
@@ -49,7 +56,11 @@ export const makeInProcessGroup = (options: InProcessOptions) =>
           storage,
           journal
         }).pipe(Layer.provide(MemoryTransport.layer(network, id)))
-        const scheduler = JobScheduler.layer.pipe(Layer.provide(Layer.succeed(JobScheduler.NodeHttpAddress, `inprocess:${id}`)))
+        const scheduler = JobScheduler.layer.pipe(
+          Layer.provide(Layer.succeed(JobScheduler.NodeHttpAddress, `inprocess:${id}`)),
+          Layer.provide(AgentClient.layer.pipe(Layer.provide(FetchHttpClient.layer))),
+          Layer.provide(Layer.succeed(FleetSettings, { ...defaultFleetSettings, ...options.fleet }))
+        )
         const ctx = yield* Layer.buildWithScope(scheduler.pipe(Layer.provideMerge(raft)), scope)
         const member: InProcessMember = {
           id,

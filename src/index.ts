@@ -29,7 +29,19 @@ export type { AppliedEntry } from "./actors/StateMachine.js"
 export type { RaftStatus, Role } from "./domain/raft/ready.js"
 
 // Commands, events and the state they fold into.
-export { FailJob, FinishJob, ProgressJob, StartJob, StateCommand, SubmitJob, TakeOffice } from "./domain/jobs.js"
+export {
+  FailJob,
+  FinishJob,
+  ProgressJob,
+  PutMachine,
+  RecordAgentReport,
+  RemoveMachine,
+  SetMachineStats,
+  StartJob,
+  StateCommand,
+  SubmitJob,
+  TakeOffice
+} from "./domain/jobs.js"
 export {
   Event,
   type EventTag,
@@ -40,8 +52,19 @@ export {
   JobStarted,
   JobStatus,
   LeaderElected,
-  MembershipChanged
+  MembershipChanged,
+  MachineAdded,
+  MachineUpdated,
+  MachineRemoved,
+  MachineStatsChanged,
+  AgentReported
 } from "./domain/events.js"
+export { AgentReport, Machine, MachineSpec, MachineType, NodeStats, ObservedInstance } from "./domain/machines.js"
+
+// The fleet: how the leader reaches node_mgr agents, and the agent's protocol.
+export { AgentClient, type AgentClientApi, AgentFailed, AgentUnreachable } from "./fleet/AgentClient.js"
+export { FleetSettings, type FleetSettingsApi } from "./fleet/FleetSettings.js"
+export * as NodeMgrProtocol from "./agent/protocol.js"
 export { type ClusterState, emptyState, evolve, fold, fromJson, Job, StateJson, toJson } from "./domain/state.js"
 
 // The HTTP API as a router to mount on the app's own server (with ClusterMgr.layer(config,

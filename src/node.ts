@@ -1,17 +1,19 @@
-import { FetchHttpClient } from "@effect/platform"
-import { NodeHttpServer } from "@effect/platform-node"
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Data, Duration, Effect, Layer } from "effect"
 import * as fs from "node:fs"
 import { createServer } from "node:http"
 import * as path from "node:path"
 import * as JobScheduler from "./actors/JobScheduler.js"
+import * as AgentClient from "./fleet/AgentClient.js"
+import { FleetSettings, fleetSettingsOf } from "./fleet/FleetSettings.js"
 import { NodeHttpAddress } from "./actors/JobScheduler.js"
 import * as RaftNode from "./actors/RaftNode.js"
 import * as TcpTransport from "./actors/TcpTransport.js"
 import type { Config } from "./domain/config.js"
 import { defaultRaftOptions } from "./domain/raft/options.js"
 import * as HttpRoutes from "./http/server.js"
-import { Journal } from "./storage/Journal.js"
+import { Journal, type JournalRetention } from "./storage/Journal.js"
 import { openRaftStorage } from "./storage/RaftStorage.js"
 
 /** A start-up problem an operator must fix; the CLI prints `message` and exits with code 2. */
@@ -73,13 +75,13 @@ const openDataDir = (dir: string) =>
     catch: (e) => new StartupError({ message: `cluster_mgr_tmp_data_path ${dir}: not usable (${(e as NodeJS.ErrnoException).code ?? String(e)})` })
   })
 
-const openStores = (dataDir: string, group: string, self: string) =>
+const openStores = (dataDir: string, group: string, self: string, retention: JournalRetention) =>
   Effect.acquireRelease(
     Effect.try({
       try: () => {
         const storage = openRaftStorage(path.join(dataDir, "raft.db"), { identity: { group, node: self } })
         try {
-          return { storage, journal: Journal.open(path.join(dataDir, "journal.db")) }
+          return { storage, journal: Journal.open(path.join(dataDir, "journal.db"), retention) }
         } catch (e) {
           storage.close()
           throw e
@@ -135,7 +137,10 @@ export const nodeLayer = (config: Config, options: NodeLayerOptions = {}) =>
     Effect.gen(function* () {
       const self = raftAddress(config)
       const dataDir = yield* openDataDir(config.cluster_mgr_tmp_data_path)
-      const { storage, journal } = yield* openStores(dataDir, config.raft_group_id, self)
+      const { storage, journal } = yield* openStores(dataDir, config.raft_group_id, self, {
+        events: config.journal_retain_events,
+        days: config.journal_retain_days
+      })
       const s = settingsOf(config, dataDir)
       const transport = TcpTransport.layer({
         group: config.raft_group_id,
@@ -145,8 +150,12 @@ export const nodeLayer = (config: Config, options: NodeLayerOptions = {}) =>
       }).pipe(Layer.mapError((e) => new StartupError({ message: `brpc_raft_port ${config.brpc_raft_port}: ${e.message}` })))
       // provideMerge: the HTTP layer reaches TransportControl for the test-only fault endpoint.
       const raft = RaftNode.layer({ ...s, storage, journal }).pipe(Layer.provideMerge(transport))
+      const fleet = Layer.merge(
+        AgentClient.layer.pipe(Layer.provide(FetchHttpClient.layer)),
+        Layer.succeed(FleetSettings, fleetSettingsOf(config))
+      )
       const services = Layer.mergeAll(
-        JobScheduler.layer,
+        JobScheduler.layer.pipe(Layer.provide(fleet)),
         Layer.scopedDiscard(handOverOnStop),
         options.serveHttp === false ? Layer.empty : httpLayer(config)
       )

@@ -1,20 +1,16 @@
 import { Clock, Context, Effect, Layer, Metric, PubSub, Queue, Stream } from "effect"
 import type { StateCommand } from "../domain/jobs.js"
 import { type ClusterState, type Job, unfinishedJobs } from "../domain/state.js"
+import { AgentClient } from "../fleet/AgentClient.js"
+import { FleetSettings } from "../fleet/FleetSettings.js"
+import { monitorMachines } from "../fleet/MachineMonitor.js"
+import { isMachineJob, machineOfJob, type MachineJobContext, runMachineJob } from "../fleet/MachineJobs.js"
+import { jobFailedCode, type Outcome } from "./JobOutcome.js"
 import { metrics } from "./metrics.js"
 import { isLeader, type Leadership, type RaftError, RaftNode, type RaftNodeApi } from "./RaftNode.js"
 
 /** Where this node serves HTTP: a new leader announces it so followers can forward to it. */
 export class NodeHttpAddress extends Context.Tag("cluster_mgr/NodeHttpAddress")<NodeHttpAddress, string>() {}
-
-/** The outcome of one run of a job on this leader. */
-type Outcome =
-  | { readonly _tag: "Done"; readonly memo: Record<string, unknown> }
-  | { readonly _tag: "Failed"; readonly memo: Record<string, unknown>; readonly code: string; readonly info: string }
-  /** Leadership moved on: the next leader resumes the job. */
-  | { readonly _tag: "Handover" }
-
-const jobFailedCode = "70007"
 
 const now = Clock.currentTimeMillis
 
@@ -25,14 +21,23 @@ const paraText = (job: Job, key: string): string => {
 }
 
 /**
- * Runs accepted jobs on the leader, one at a time in id order, each step recorded as an event
- * through Raft. It lives in the leader's scope: when leadership is lost the scope closes and
- * every job fiber stops; the next leader resumes unfinished jobs from the replicated state, so
- * each step checks the state first and is safe to repeat.
+ * The lane a job runs in: jobs of one lane run one at a time in id order, lanes side by side.
+ * Group membership jobs share one lane; each machine has its own.
+ */
+const laneOf = (job: Job | undefined): string => (job && isMachineJob(job.jobType) ? `machine:${machineOfJob(job)}` : "raft")
+
+/**
+ * Runs accepted jobs on the leader, each step recorded as an event through Raft, and watches
+ * the fleet. It lives in the leader's scope: when leadership is lost the scope closes and every
+ * job fiber stops; the next leader resumes unfinished jobs from the replicated state, so each
+ * step checks the state first and is safe to repeat.
  */
 export const makeJobScheduler = Effect.gen(function* () {
   const node = yield* RaftNode
   const http = yield* NodeHttpAddress
+  const agents = yield* AgentClient
+  const settings = yield* FleetSettings
+  const fleet: MachineJobContext = { node, agents, settings }
 
   const submit = (command: StateCommand) => node.submit(command)
 
@@ -42,31 +47,48 @@ export const makeJobScheduler = Effect.gen(function* () {
       const at = yield* now
       // Announcing ourselves also brings our applied state up to this term's first entry.
       yield* submit({ _tag: "TakeOffice", leader: node.id, http, term, at })
-      const queue = yield* Queue.unbounded<string>()
-      const state = yield* node.localState
-      for (const job of unfinishedJobs(state)) yield* Queue.offer(queue, job.id)
-      yield* Queue.take(accepted).pipe(
-        Effect.flatMap((a) =>
-          Effect.forEach(a.events, (e) => (e._tag === "JobAccepted" ? Queue.offer(queue, e.jobId) : Effect.void))
-        ),
-        Effect.forever,
+      yield* monitorMachines.pipe(
+        Effect.provideService(RaftNode, node),
+        Effect.provideService(AgentClient, agents),
+        Effect.provideService(FleetSettings, settings),
         Effect.forkScoped
       )
-      yield* Queue.take(queue).pipe(
-        Effect.flatMap((id) =>
-          runJob(node, id).pipe(
-            // A refused step (busy, or a proposal lost to a leader change we have not seen yet)
-            // is retried shortly; losing leadership ends this scope altogether.
-            Effect.catchIf(
-              (e) => e._tag !== "NotLeader",
-              (e) =>
-                Effect.logWarning(`job ${id}: ${e._tag}; retrying`).pipe(
-                  Effect.zipRight(Effect.sleep("200 millis")),
-                  Effect.zipRight(Queue.offer(queue, id))
+      const scope = yield* Effect.scope
+      const lanes = new Map<string, Queue.Queue<string>>()
+      const enqueue = (id: string) =>
+        Effect.gen(function* () {
+          const lane = laneOf(findJob(yield* node.localState, id))
+          let queue = lanes.get(lane)
+          if (queue === undefined) {
+            const q = yield* Queue.unbounded<string>()
+            lanes.set(lane, q)
+            queue = q
+            yield* Queue.take(q).pipe(
+              Effect.flatMap((jobId) =>
+                runJob(node, fleet, jobId).pipe(
+                  // A refused step (busy, or a proposal lost to a leader change we have not seen
+                  // yet) is retried shortly; losing leadership ends this scope altogether.
+                  Effect.catchIf(
+                    (e) => e._tag !== "NotLeader",
+                    (e) =>
+                      Effect.logWarning(`job ${jobId}: ${e._tag}; retrying`).pipe(
+                        Effect.zipRight(Effect.sleep("200 millis")),
+                        Effect.zipRight(Queue.offer(q, jobId))
+                      )
+                  )
                 )
+              ),
+              Effect.forever,
+              Effect.annotateLogs({ lane }),
+              Effect.forkIn(scope)
             )
-          )
-        ),
+          }
+          yield* Queue.offer(queue, id)
+        })
+      const state = yield* node.localState
+      for (const job of unfinishedJobs(state)) yield* enqueue(job.id)
+      yield* Queue.take(accepted).pipe(
+        Effect.flatMap((a) => Effect.forEach(a.events, (e) => (e._tag === "JobAccepted" ? enqueue(e.jobId) : Effect.void))),
         Effect.forever
       )
     }).pipe(
@@ -83,7 +105,7 @@ export const makeJobScheduler = Effect.gen(function* () {
   )
 })
 
-const runJob = (node: RaftNodeApi, jobId: string): Effect.Effect<void, RaftError> =>
+const runJob = (node: RaftNodeApi, fleet: MachineJobContext, jobId: string): Effect.Effect<void, RaftError> =>
   Effect.gen(function* () {
     const state = yield* node.localState
     const job = findJob(state, jobId)
@@ -91,7 +113,7 @@ const runJob = (node: RaftNodeApi, jobId: string): Effect.Effect<void, RaftError
     const started = yield* now
     const baseMemo = { ...memoOf(job), started_at: (memoOf(job).started_at as number | undefined) ?? started }
     if (job.status === "not_started") yield* node.submit({ _tag: "StartJob", jobId, memo: baseMemo, at: started })
-    const outcome = yield* execute(node, job, baseMemo)
+    const outcome = yield* (isMachineJob(job.jobType) ? runMachineJob(fleet, job, baseMemo) : execute(node, job, baseMemo))
     const at = yield* now
     if (outcome._tag === "Handover") return
     const memo = { ...outcome.memo, ended_at: at }
@@ -197,4 +219,5 @@ const transfer = (node: RaftNodeApi, jobId: string, memo: Record<string, unknown
     return { _tag: "Failed", memo: { ...memo, leader: after.leader, voters: after.voters }, code: jobFailedCode, info: result } as const
   })
 
-export const layer = Layer.scopedDiscard(makeJobScheduler)
+export const layer: Layer.Layer<never, never, RaftNode | NodeHttpAddress | AgentClient | FleetSettings> =
+  Layer.scopedDiscard(makeJobScheduler)

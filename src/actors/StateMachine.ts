@@ -5,6 +5,7 @@ import type { Entry } from "../domain/raft/types.js"
 import { type ClusterState, emptyState, fromJson, StateJson, toJson } from "../domain/state.js"
 import { decodeEvent, type JournalInput, type Journal, type JournalHead } from "../storage/Journal.js"
 import { evolve } from "../domain/state.js"
+import { JournalPruner } from "./JournalPruner.js"
 
 /** The snapshot image exchanged through Raft: the folded state and the journal's head. */
 const SnapshotImage = Schema.parseJson(
@@ -30,6 +31,8 @@ const eventAt = (e: Event, fallback: number): number => ("at" in e ? e.at : fall
 export class StateMachine {
   private current: ClusterState
   private lastAt = 0
+  /** Journal retention (Journal.retention): prunes in bounded steps after each apply. */
+  private readonly pruner: JournalPruner
 
   constructor(private readonly journal: Journal) {
     const base = journal.journalBase()
@@ -39,6 +42,10 @@ export class StateMachine {
       this.lastAt = row.at
     }
     this.current = s
+    this.pruner = new JournalPruner(journal, {
+      decode: (image) => (image === null ? emptyState : fromJson(decodeImage(image).state)),
+      encode: (state, head) => encodeImage({ state: toJson(state), head })
+    })
   }
 
   get state(): ClusterState {
@@ -71,13 +78,17 @@ export class StateMachine {
     }
     this.journal.append(rows, fresh[fresh.length - 1].index)
     this.current = s
+    this.pruner.step(this.lastAt, rows.length)
     return out
   }
 
   /** The image a Raft snapshot carries; the journal is made durable first (see Journal.sync). */
   snapshotImage(): string {
     this.journal.sync()
-    return encodeImage({ state: toJson(this.current), head: this.journal.journalHead() })
+    const head = this.journal.journalHead()
+    const image = encodeImage({ state: toJson(this.current), head })
+    this.pruner.snapshotTaken(this.journal.appliedIndex(), head, image)
+    return image
   }
 
   /** Loads a snapshot received from the leader: the journal restarts from its point. */
@@ -85,6 +96,7 @@ export class StateMachine {
     if (data === "") return
     const image = decodeImage(data)
     this.journal.installBase({ seq: image.head.seq, hash: image.head.hash, state: data }, index)
+    this.pruner.installed(index, image.head, data)
     this.current = fromJson(image.state)
   }
 }

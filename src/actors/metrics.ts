@@ -10,6 +10,10 @@ export const metrics = {
   elections: Metric.counter("cluster_mgr_raft_elections_won_total", { description: "Times this node became leader" }),
   jobs: Metric.counter("cluster_mgr_jobs_total", { description: "Jobs by final or accepted status" }),
   requests: Metric.counter("cluster_mgr_http_requests_total", { description: "Emit requests by job_type and outcome" }),
+  pingsMissed: Metric.counter("cluster_mgr_machine_pings_missed_total", { description: "node_mgr pings that got no answer" }),
+  agentRequests: Metric.counter("cluster_mgr_node_mgr_requests_total", {
+    description: "node_mgr job requests of jobs, by job_type and outcome"
+  }),
   requestLatency: Metric.histogram(
     "cluster_mgr_http_request_seconds",
     MetricBoundaries.exponential({ start: 0.0005, factor: 2, count: 16 }),

@@ -48,20 +48,27 @@ export const openJournal = (dir: string): Effect.Effect<Journal, AuditError, Sco
     (journal) => Effect.sync(() => journal.close())
   )
 
+/** The latest Raft snapshot in `dir`/raft.db; undefined when there is none (or no raft.db). Throws an AuditError. */
+export const readRaftSnapshotNow = (dir: string): RaftSnapshot | undefined => {
+  const file = path.join(dir, "raft.db")
+  try {
+    if (!fs.existsSync(file)) return undefined
+    const db = new Database(file, { readonly: true, fileMustExist: true, timeout: 5000 })
+    try {
+      const row = db.prepare<[], RaftSnapshot>("SELECT idx AS \"index\", term, data FROM snapshot WHERE id = 0").get()
+      // A bootstrapped store holds an empty snapshot at index 0: nothing to compare.
+      return row && row.data !== "" ? row : undefined
+    } finally {
+      db.close()
+    }
+  } catch (e) {
+    throw new AuditError({ message: `${file}: cannot read the snapshot (${reason(e)})` })
+  }
+}
+
 /** The latest Raft snapshot in `dir`/raft.db; undefined when there is none (or no raft.db). */
 export const readRaftSnapshot = (dir: string): Effect.Effect<RaftSnapshot | undefined, AuditError> =>
   Effect.try({
-    try: () => {
-      const file = path.join(dir, "raft.db")
-      if (!fs.existsSync(file)) return undefined
-      const db = new Database(file, { readonly: true, fileMustExist: true, timeout: 5000 })
-      try {
-        const row = db.prepare<[], RaftSnapshot>("SELECT idx AS \"index\", term, data FROM snapshot WHERE id = 0").get()
-        // A bootstrapped store holds an empty snapshot at index 0: nothing to compare.
-        return row && row.data !== "" ? row : undefined
-      } finally {
-        db.close()
-      }
-    },
-    catch: (e) => new AuditError({ message: `${path.join(dir, "raft.db")}: cannot read the snapshot (${reason(e)})` })
+    try: () => readRaftSnapshotNow(dir),
+    catch: (e) => (e instanceof AuditError ? e : new AuditError({ message: `${path.join(dir, "raft.db")}: cannot read the snapshot (${reason(e)})` }))
   })

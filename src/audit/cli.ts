@@ -1,14 +1,14 @@
 import { Args, Command, HelpDoc, Options, ValidationError } from "@effect/cli"
-import { NodeContext } from "@effect/platform-node"
+import * as NodeContext from "@effect/platform-node/NodeContext"
 import { Cause, Effect, Exit, Option } from "effect"
 import * as fs from "node:fs"
 import type { EventTag } from "../domain/events.js"
 import { toJson } from "../domain/state.js"
-import type { JournalFilter } from "../storage/Journal.js"
+import type { Journal, JournalFilter } from "../storage/Journal.js"
 import * as Audit from "./Audit.js"
 import { AuditError, Divergence } from "./errors.js"
 import { rowJson, tableHeader, tableRow } from "./format.js"
-import { type JobHistory, pages } from "./replay.js"
+import { baseReason, type JobHistory, pages } from "./replay.js"
 import { describeDivergence, describeReport } from "./verify.js"
 
 /**
@@ -93,11 +93,26 @@ const events = Command.make(
         untilAt: Option.getOrUndefined(o.until),
         limit: Option.getOrUndefined(o.limit)
       }
+        const note = baseNote(journal, filter)
+        if (note !== undefined) process.stderr.write(note + "\n")
         if (!o.json) process.stdout.write(tableHeader + "\n")
         for (const row of pages(journal, filter)) process.stdout.write((o.json ? JSON.stringify(rowJson(row)) : tableRow(row)) + "\n")
       })
     )
 ).pipe(Command.withDescription("List events (--since inclusive, --until exclusive)."))
+
+/**
+ * On stderr (stdout stays rows only), when events the filter asks for may precede the journal:
+ * pruned by retention (unless --since is after the last pruned event), or before the snapshot
+ * the node joined by.
+ */
+const baseNote = (journal: Journal, filter: JournalFilter): string | undefined => {
+  const reason = baseReason(journal)
+  const lastPrunedAt = journal.pruneMark()?.eventAt
+  if (reason === "") return undefined
+  if (lastPrunedAt !== undefined && filter.sinceAt !== undefined && filter.sinceAt > lastPrunedAt) return undefined
+  return `note: ${reason}; they are not listed`
+}
 
 const verify = Command.make("verify", {}, () =>
   dataDir.pipe(
@@ -118,7 +133,7 @@ const state = Command.make(
 
 const jobText = (id: string, h: JobHistory): string => {
   const partial = h.rows[0]?.type !== "JobAccepted"
-    ? [`(its earlier events precede this journal, which starts after seq ${h.baseSeq}: the node joined by snapshot)`]
+    ? [`(its earlier events are not in this journal: ${h.baseReason}; the state below includes them)`]
     : []
   return [tableHeader, ...h.rows.map(tableRow), ...partial, "", `job ${id}: ${h.job.status}`, JSON.stringify(h.job, null, 2)].join("\n")
 }

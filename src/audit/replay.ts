@@ -10,8 +10,10 @@ const pageRows = 1000
 
 /**
  * The rows `filter` selects, in order, read a page at a time. Beside a running node one
- * long-lived read transaction would hold back its WAL checkpoints; the journal is append-only,
- * so consecutive pages still form one consistent sequence.
+ * long-lived read transaction would hold back its WAL checkpoints; rows are only appended at
+ * the end, so consecutive pages form one consistent sequence unless the node moved the
+ * journal's base meanwhile (retention pruned it, or a snapshot was installed): the callers
+ * that need one sequence check the base afterwards (see Audit.ts).
  */
 export function* pages(journal: Journal, filter: JournalFilter): Generator<JournalRow> {
   let fromSeq = filter.fromSeq
@@ -26,7 +28,20 @@ export function* pages(journal: Journal, filter: JournalFilter): Generator<Journ
   }
 }
 
-/** The state the journal's fold starts from: empty, or the snapshot image the node joined by. */
+/**
+ * Why the journal holds no events through its base, for messages; "" when it starts at the
+ * first event.
+ */
+export const baseReason = (journal: Journal): string => {
+  const base = journal.journalBase()
+  const mark = journal.pruneMark()
+  if (mark !== undefined && mark.seq === base.seq) {
+    return `events through seq ${base.seq} were pruned by journal retention (journal_retain_events / journal_retain_days)`
+  }
+  return base.seq === 0 ? "" : `events through seq ${base.seq} precede the snapshot this node joined by (other members' journals hold them)`
+}
+
+/** The state the journal's fold starts from: empty, or the snapshot image the node joined by or retention pruned to. */
 export const baseState = (base: JournalBase): Either.Either<ClusterState, Divergence> => {
   if (base.state === null) return Either.right(emptyState)
   try {
@@ -62,19 +77,27 @@ export const stateAt = (journal: Journal, seq: number): ClusterState => {
   const base = journal.journalBase()
   const head = journal.journalHead()
   if (seq < base.seq) {
-    throw new AuditError({ message: `seq ${seq} precedes this journal, which starts after seq ${base.seq} (the node joined by snapshot)` })
+    throw new AuditError({ message: `seq ${seq} is not in this journal: ${baseReason(journal)}` })
   }
   if (seq > head.seq) throw new AuditError({ message: `seq ${seq} is past the journal's last event, seq ${head.seq}` })
   let state = startOf(journal)
-  for (const row of pages(journal, { fromSeq: base.seq + 1, toSeq: seq })) state = evolve(state, decodeOrFail(row))
+  let prev = base.seq
+  for (const row of pages(journal, { fromSeq: base.seq + 1, toSeq: seq })) {
+    if (row.seq !== prev + 1) throw new AuditError({ message: `seq ${prev + 1} is missing from the journal; run verify` })
+    state = evolve(state, decodeOrFail(row))
+    prev = row.seq
+  }
+  if (prev !== seq) throw new AuditError({ message: `seq ${prev + 1} is missing from the journal; run verify` })
   return state
 }
 
 export interface JobHistory {
   readonly rows: ReadonlyArray<JournalRow>
   readonly job: Job
-  /** The journal's base: a job accepted before it has its earlier events only in other journals. */
+  /** The journal's base: a job accepted before it has its earlier events only in its base state. */
   readonly baseSeq: number
+  /** Why the journal holds no events through baseSeq (see baseReason); "" when it starts at the first. */
+  readonly baseReason: string
 }
 
 /**
@@ -88,5 +111,5 @@ export const jobHistory = (journal: Journal, jobId: string): JobHistory => {
   for (const row of rows) state = evolve(state, decodeOrFail(row))
   const job = HashMap.get(state.jobs, jobId)
   if (Option.isNone(job)) throw new AuditError({ message: `no job ${jobId} in this journal` })
-  return { rows, job: job.value, baseSeq }
+  return { rows, job: job.value, baseSeq, baseReason: baseReason(journal) }
 }

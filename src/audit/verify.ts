@@ -1,9 +1,9 @@
 import { Either } from "effect"
 import { decodeImage } from "../actors/StateMachine.js"
 import { type ClusterState, evolve, type StateJson, toJson } from "../domain/state.js"
-import { type Journal, type JournalHead, type JournalRow, rowHash } from "../storage/Journal.js"
+import { type Journal, type JournalBase, type JournalHead, type JournalRow, type PruneMark, rowHash } from "../storage/Journal.js"
 import type { RaftSnapshot } from "./DataDir.js"
-import { AuditError, Divergence } from "./errors.js"
+import { Divergence } from "./errors.js"
 import { firstDifference } from "./firstDifference.js"
 import { baseState, pages, rowEvent } from "./replay.js"
 
@@ -21,6 +21,8 @@ export interface VerifyReport {
   readonly events: number
   /** The Raft snapshot the fold was compared with, if any. */
   readonly checkpoint: { readonly index: number; readonly seq: number } | null
+  /** Set when journal retention pruned the journal through baseSeq. */
+  readonly pruned: PruneMark | null
 }
 
 const checkpointOf = (snapshot: RaftSnapshot | undefined): Either.Either<Checkpoint | undefined, Divergence> => {
@@ -61,16 +63,50 @@ const checkAgainst = (checkpoint: Checkpoint, state: ClusterState, hash: string)
 }
 
 /**
+ * A journal pruned by retention: journal_meta must name its base (the last pruned event and its
+ * hash, the chain's anchor), and a Raft snapshot must cover it: only events a durable snapshot
+ * covers are ever pruned, and raft.db's snapshot only moves forward.
+ */
+const checkPruned = (mark: PruneMark, base: JournalBase, checkpoint: Checkpoint | undefined): Divergence | undefined => {
+  if (mark.seq !== base.seq || mark.hash !== base.hash) {
+    return new Divergence({
+      seq: base.seq,
+      what: `journal_meta records pruning through seq ${mark.seq} (hash ${mark.hash.slice(0, 12)}...), but the journal's base is seq ${base.seq} (hash ${base.hash.slice(0, 12)}...): the base or the record was altered`
+    })
+  }
+  if (mark.snapshotSeq < mark.seq) {
+    return new Divergence({ seq: mark.seq, what: `journal_meta says the journal was pruned through seq ${mark.seq} under a Raft snapshot that covered only seq ${mark.snapshotSeq}` })
+  }
+  if (checkpoint === undefined) {
+    return new Divergence({ seq: null, what: `the journal was pruned through seq ${base.seq}, but raft.db holds no Raft snapshot to check it against` })
+  }
+  if (checkpoint.seq < base.seq) {
+    return new Divergence({
+      seq: base.seq,
+      what: `the journal was pruned through seq ${base.seq}, past the latest Raft snapshot (index ${checkpoint.index}, seq ${checkpoint.seq}): events no snapshot covers were dropped`
+    })
+  }
+  return undefined
+}
+
+/**
  * Walks the journal from its base: every row must follow the previous one (seq + 1, prev_hash
  * = previous hash, hash = rowHash of its content) and hold a decodable event; the fold of the
  * events must reproduce the latest Raft snapshot's state at the snapshot's journal head. The
  * first divergence, by sequence number, is the answer.
+ *
+ * The base is the first event's predecessor (seq 0), a snapshot the node joined by, or where
+ * retention pruned the journal: then the base holds the state folded through the last pruned
+ * event and its hash, the first kept row's prev_hash links to that hash, and journal_meta must
+ * agree (checkPruned).
  */
 export const verifyJournal = (journal: Journal, snapshot: RaftSnapshot | undefined): Either.Either<VerifyReport, Divergence> =>
   Either.gen(function* () {
     const base = journal.journalBase()
-    let state = yield* baseState(base)
+    const mark = journal.pruneMark()
     const checkpoint = yield* checkpointOf(snapshot)
+    if (mark !== undefined) yield* failIf(checkPruned(mark, base, checkpoint))
+    let state = yield* baseState(base)
     // A snapshot older than the base was replaced by the one the node joined by: nothing to compare.
     const usable = checkpoint !== undefined && checkpoint.seq >= base.seq ? checkpoint : undefined
     let prev: JournalHead = { seq: base.seq, hash: base.hash }
@@ -90,27 +126,30 @@ export const verifyJournal = (journal: Journal, snapshot: RaftSnapshot | undefin
       baseSeq: base.seq,
       lastSeq: prev.seq,
       events: prev.seq - base.seq,
-      checkpoint: usable === undefined ? null : { index: usable.index, seq: usable.seq }
+      checkpoint: usable === undefined ? null : { index: usable.index, seq: usable.seq },
+      pruned: mark ?? null
     }
   })
 
 const failIf = (d: Divergence | undefined): Either.Either<void, Divergence> => (d === undefined ? Either.void : Either.left(d))
 
 /**
- * Beside a running node, the node may install a snapshot while the audit reads, replacing the
- * journal: the rows read then belong to two journals, so the audit must be run again.
+ * Beside a running node, the node may move the journal's base while the audit reads (install a
+ * snapshot, or prune by retention): the rows read may then miss some, so the audit must read
+ * again. True when it moved since `baseSeq` was read.
  */
-export const checkUnchangedBase = (journal: Journal, baseSeq: number): void => {
+export const baseMoved = (journal: Journal, baseSeq: number): boolean => {
   journal.refresh()
-  const now = journal.journalBase().seq
-  if (now !== baseSeq) {
-    throw new AuditError({ message: `the node installed a snapshot during the audit (journal base moved from seq ${baseSeq} to ${now}); run it again` })
-  }
+  return journal.journalBase().seq !== baseSeq
 }
 
 export const describeReport = (r: VerifyReport): string => {
   const range = r.events === 0 ? "no events" : `${r.events} events, seq ${r.baseSeq + 1}..${r.lastSeq}`
-  const base = r.baseSeq === 0 ? "from the first event" : `from base seq ${r.baseSeq} (this node joined by snapshot)`
+  const base = r.baseSeq === 0
+    ? "from the first event"
+    : r.pruned !== null
+      ? `from base seq ${r.baseSeq} (events through it were pruned by journal retention, covered by the Raft snapshot at index ${r.pruned.snapshotIndex})`
+      : `from base seq ${r.baseSeq} (this node joined by snapshot)`
   const checked = r.checkpoint === null
     ? "no Raft snapshot to compare the fold with"
     : `the fold reproduces the Raft snapshot at index ${r.checkpoint.index} (seq ${r.checkpoint.seq})`

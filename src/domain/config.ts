@@ -27,6 +27,14 @@ const Bool = Schema.transformOrFail(Schema.String, Schema.Boolean, {
   encode: (value) => ParseResult.succeed(String(value))
 }).annotations(mustBe("true, false, on, off, 1 or 0"))
 
+/** A count where 0 means "no limit"; digits only, as Klustron writes numbers. */
+const Count = Schema.transformOrFail(Schema.String, Schema.Int.pipe(Schema.nonNegative()), {
+  strict: true,
+  decode: (text, _, ast) =>
+    /^(0|[1-9][0-9]{0,14})$/.test(text) ? ParseResult.succeed(Number(text)) : ParseResult.fail(new ParseResult.Type(ast, text)),
+  encode: (n) => ParseResult.succeed(String(n))
+}).annotations(mustBe("a non-negative integer"))
+
 const memberFormat = /^(.*):([0-9]+)$/
 
 /** One `ip:raft_port:idx` entry; braft's idx distinguishes peers in one process, so it is 0. */
@@ -107,6 +115,16 @@ const ConfigFields = Schema.Struct({
     PositiveInt,
     1000
   ),
+  journal_retain_events: withDefault(
+    "Keep at least this many newest events in the journal; older ones are pruned once a Raft snapshot covers them. 0: no limit by count (with journal_retain_days 0 too, keep everything).",
+    Count,
+    0
+  ),
+  journal_retain_days: withDefault(
+    "Keep at least the events of this many days before the newest one; older ones are pruned once a Raft snapshot covers them. 0: no limit by age.",
+    Count,
+    0
+  ),
   raft_catchup_timeout_ms: withDefault(
     "add_peer fails unless the new member catches up with the log within this time.",
     PositiveInt,
@@ -116,6 +134,21 @@ const ConfigFields = Schema.Struct({
     "transfer_leader is aborted unless the target takes over within this time.",
     PositiveInt,
     3000
+  ),
+  machine_ping_interval_ms: withDefault(
+    "The leader pings every machine's node_mgr agent this often. Klustron: 60000.",
+    PositiveInt,
+    5000
+  ),
+  machine_dead_after_misses: withDefault(
+    "A machine is marked dead after this many missed pings in a row. Klustron: 10.",
+    PositiveInt,
+    3
+  ),
+  node_mgr_request_timeout_ms: withDefault(
+    "Longest wait for one node_mgr request of a job (a control_instance restart, say).",
+    PositiveInt,
+    120000
   ),
   http_max_body_bytes: withDefault("Largest accepted Emit request body.", PositiveInt, 1048576),
   raft_group_id: withDefault("Name of the Raft group; members of other groups are refused.", Word, "cluster_mgr"),

@@ -1,5 +1,6 @@
 import { Clock, Duration, Effect, Either, HashMap, Metric, Option } from "effect"
-import { HttpClient, HttpClientRequest } from "@effect/platform"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { NodeHttpAddress } from "../actors/JobScheduler.js"
 import { metrics } from "../actors/metrics.js"
 import { type RaftError, RaftNode, type RaftNodeApi } from "../actors/RaftNode.js"
@@ -8,6 +9,7 @@ import { decodeEmitBody, type EmitRequest } from "../domain/emit/envelope.js"
 import { BadRequest, Busy, type EmitError, Internal, NotFound, Timeout, Unavailable } from "../domain/emit/errors.js"
 import { accepted, type EmitReply, failure, jobStatus, syncResult } from "../domain/emit/replies.js"
 import type { RaftStatus } from "../domain/raft/ready.js"
+import { machineReply } from "../domain/machines.js"
 import type { ClusterState } from "../domain/state.js"
 
 /** Marks a request already forwarded once, so that two nodes never bounce it between them. */
@@ -72,6 +74,19 @@ export const makeEmit = Effect.gen(function* () {
         return Effect.gen(function* () {
           yield* validateRaftMission(node, command)
           return yield* submitJob(node, request, yield* immediateOutcome(node, command))
+        })
+      case "get_machines":
+        return node.read.pipe(
+          Effect.mapError(fromRaftError),
+          Effect.flatMap((state) => machinesReply(state, command.hostaddr))
+        )
+      case "create_machine":
+      case "update_machine":
+      case "delete_machine":
+      case "control_instance":
+        return Effect.gen(function* () {
+          yield* validateMachineJob(yield* node.localState, command)
+          return yield* submitJob(node, request, undefined)
         })
       default:
         return Effect.fail(
@@ -148,6 +163,36 @@ const statusReply = (state: ClusterState, jobId: string): EmitReply => {
   const j = job.value
   const error = j.status === "failed" ? { code: j.errorCode as "70007", info: j.errorInfo } : undefined
   return jobStatus(j.id, j.status, j.memo ?? null, error)
+}
+
+const machinesReply = (state: ClusterState, hostaddr: string | undefined): Effect.Effect<EmitReply, EmitError> => {
+  if (hostaddr !== undefined) {
+    const m = HashMap.get(state.machines, hostaddr)
+    if (Option.isNone(m)) return Effect.fail(new NotFound({ info: `no machine with hostaddr ${hostaddr}` }))
+    return Effect.succeed(syncResult({ machines: [machineReply(m.value)] }))
+  }
+  const all = [...HashMap.values(state.machines)].sort((a, b) => (a.hostaddr < b.hostaddr ? -1 : a.hostaddr > b.hostaddr ? 1 : 0))
+  return Effect.succeed(syncResult({ machines: all.map(machineReply) }))
+}
+
+/** Checked against the leader's state before a machine job is accepted. */
+const validateMachineJob = (
+  state: ClusterState,
+  command: Extract<Command, { _tag: "create_machine" | "update_machine" | "delete_machine" | "control_instance" }>
+): Effect.Effect<void, EmitError> => {
+  const m = HashMap.get(state.machines, command.hostaddr)
+  if (command._tag === "create_machine") {
+    return Option.isSome(m)
+      ? Effect.fail(new BadRequest({ info: `paras.hostaddr: machine ${command.hostaddr} already exists (use update_machine to change it)` }))
+      : Effect.void
+  }
+  if (Option.isNone(m)) return Effect.fail(new NotFound({ info: `no machine with hostaddr ${command.hostaddr}` }))
+  if (command._tag === "delete_machine" && m.value.machineType !== command.machine_type) {
+    return Effect.fail(
+      new BadRequest({ info: `paras.machine_type: machine ${command.hostaddr} is a ${m.value.machineType} machine, not ${command.machine_type}` })
+    )
+  }
+  return Effect.void
 }
 
 const validateRaftMission = (

@@ -1,4 +1,7 @@
-import { HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import * as HttpRouter from "@effect/platform/HttpRouter"
+import * as HttpServer from "@effect/platform/HttpServer"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Data, Effect, Layer, Metric, Option } from "effect"
 import { metrics } from "../actors/metrics.js"
 import { FaultInjectionDisabled, type Faults, TransportControl, type TransportFaults } from "../actors/TransportControl.js"

@@ -6,9 +6,15 @@ import { migrate, type Migration } from "./migrations.js"
 import { toPersistenceError } from "./PersistenceError.js"
 
 /**
- * The event journal: every event applied on this node, append-only, each row hashed together
- * with the previous row's hash, so an edit, deletion or reordering breaks the chain at its
- * sequence number. Written in the same transaction as the applied index.
+ * The event journal: every event applied on this node, appended in order, each row hashed
+ * together with the previous row's hash, so an edit, deletion or reordering breaks the chain at
+ * its sequence number. Written in the same transaction as the applied index.
+ *
+ * The journal's rows are those after its base (sm_state): the fold starts from the base's
+ * state, and the first row's prev_hash is the base's hash. The base is the empty state at seq
+ * 0, a snapshot installed from the leader, or (journal retention) the state at the last pruned
+ * event, recorded in journal_meta. Rows at or below the base are pruned: no reader sees them,
+ * and they are deleted in the background (see JournalPruner).
  */
 const journalMigrations: ReadonlyArray<Migration> = [
   {
@@ -33,6 +39,23 @@ const journalMigrations: ReadonlyArray<Migration> = [
         base_seq INTEGER NOT NULL,
         base_hash TEXT NOT NULL,
         base_state TEXT
+      ) STRICT`
+    ]
+  },
+  {
+    version: 2,
+    statements: [
+      // Set while the base is where retention pruned the journal (not the empty start, not an
+      // installed snapshot): the last pruned event's seq, hash and time, and the Raft snapshot
+      // that covered it when it was pruned.
+      `CREATE TABLE journal_meta (
+        id INTEGER PRIMARY KEY CHECK (id = 0),
+        pruned_seq INTEGER NOT NULL,
+        pruned_hash TEXT NOT NULL,
+        pruned_event_at INTEGER NOT NULL,
+        snapshot_index INTEGER NOT NULL,
+        snapshot_seq INTEGER NOT NULL,
+        pruned_on INTEGER NOT NULL
       ) STRICT`
     ]
   }
@@ -72,6 +95,37 @@ export interface JournalBase {
   readonly seq: number
   readonly hash: string
   readonly state: string | null
+}
+
+/**
+ * How much of the journal to keep (cnf `journal_retain_events`, `journal_retain_days`); 0 is no
+ * limit of that kind, and both 0 keeps everything. When both are set an event is pruned only
+ * once it is beyond both. Only events a durable Raft snapshot covers are ever pruned.
+ */
+export interface JournalRetention {
+  /** Keep at least this many newest events. */
+  readonly events: number
+  /** Keep at least the events this many days older than the newest event (by their `at`). */
+  readonly days: number
+}
+
+export const keepEverything: JournalRetention = { events: 0, days: 0 }
+
+export const keepsEverything = (r: JournalRetention): boolean => r.events === 0 && r.days === 0
+
+/** Where retention pruned the journal: the base it moved to, and what covered it. */
+export interface PruneMark {
+  /** The last pruned event: the journal's base seq. */
+  readonly seq: number
+  /** That event's hash: the chain's anchor, the first kept row's prev_hash. */
+  readonly hash: string
+  /** That event's time (`at`). */
+  readonly eventAt: number
+  /** The Raft snapshot that covered it (its point at or above `seq`) when it was pruned. */
+  readonly snapshotIndex: number
+  readonly snapshotSeq: number
+  /** When it was pruned (this node's clock, ms since the epoch). */
+  readonly prunedOn: number
 }
 
 const encodeEvent = Schema.encodeSync(Schema.parseJson(Event))
@@ -120,8 +174,9 @@ export class Journal {
   private head: JournalHead
   private applied: number
   private base: JournalBase
+  private mark: PruneMark | undefined
 
-  static open(path: string): Journal {
+  static open(path: string, retention: JournalRetention = keepEverything): Journal {
     try {
       const db = new Database(path, { timeout: 5000 })
       db.pragma("journal_mode = WAL")
@@ -130,7 +185,7 @@ export class Journal {
       // snapshot), so a restarted node applies them again. This saves an fsync per batch.
       db.pragma("synchronous = NORMAL")
       migrate(db, "journal", journalMigrations)
-      return new Journal(db)
+      return new Journal(db, false, retention)
     } catch (error) {
       throw toPersistenceError("open journal", error)
     }
@@ -147,12 +202,15 @@ export class Journal {
 
   private constructor(
     private readonly db: Database,
-    readOnly = false
+    readOnly = false,
+    /** What the node may prune (the pruner's setting; a read-only reader keeps everything). */
+    readonly retention: JournalRetention = keepEverything
   ) {
     const row = this.readPosition()
     this.applied = row.applied
     this.base = row.base
     this.head = row.head
+    this.mark = row.mark
     if (readOnly) {
       this.insert = undefined as never
       this.putState = undefined as never
@@ -174,13 +232,24 @@ export class Journal {
     })
   }
 
-  private readPosition(): { stored: boolean; applied: number; base: JournalBase; head: JournalHead } {
+  private readPosition(): { stored: boolean; applied: number; base: JournalBase; head: JournalHead; mark: PruneMark | undefined } {
     const row = this.db.prepare<[], { applied_index: number; base_seq: number; base_hash: string; base_state: string | null }>(
       "SELECT applied_index, base_seq, base_hash, base_state FROM sm_state WHERE id = 0"
     ).get()
     const base = { seq: row?.base_seq ?? 0, hash: row?.base_hash ?? genesisHash, state: row?.base_state ?? null }
     const last = this.db.prepare<[], JournalHead>("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").get()
-    return { stored: row !== undefined, applied: row?.applied_index ?? 0, base, head: last ?? { seq: base.seq, hash: base.hash } }
+    // Rows at or below the base are pruned ones not yet deleted: the head is never among them.
+    const head = last !== undefined && last.seq > base.seq ? last : { seq: base.seq, hash: base.hash }
+    return { stored: row !== undefined, applied: row?.applied_index ?? 0, base, head, mark: this.readMark() }
+  }
+
+  private readMark(): PruneMark | undefined {
+    // A journal.db written before journal_meta existed, opened read-only (not migrated).
+    const table = this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'journal_meta'").get()
+    if (table === undefined) return undefined
+    return this.db.prepare<[], PruneMark>(
+      "SELECT pruned_seq AS seq, pruned_hash AS hash, pruned_event_at AS eventAt, snapshot_index AS snapshotIndex, snapshot_seq AS snapshotSeq, pruned_on AS prunedOn FROM journal_meta WHERE id = 0"
+    ).get()
   }
 
   /**
@@ -192,6 +261,7 @@ export class Journal {
     this.applied = position.applied
     this.base = position.base
     this.head = position.head
+    this.mark = position.mark
   }
 
   appliedIndex(): number {
@@ -204,6 +274,11 @@ export class Journal {
 
   journalBase(): JournalBase {
     return this.base
+  }
+
+  /** Set when retention pruned the journal: its base is then the last pruned event. */
+  pruneMark(): PruneMark | undefined {
+    return this.mark
   }
 
   /** Makes everything appended so far durable (before a snapshot lets the Raft log go). */
@@ -255,18 +330,64 @@ export class Journal {
     try {
       this.db.transaction(() => {
         this.db.prepare("DELETE FROM journal").run()
+        this.db.prepare("DELETE FROM journal_meta").run()
         this.putState.run(appliedIndex, base.seq, base.hash, base.state)
       }).immediate()
       this.base = base
       this.head = { seq: base.seq, hash: base.hash }
       this.applied = appliedIndex
+      this.mark = undefined
     } catch (error) {
       throw toPersistenceError("journal install", error)
     }
   }
 
+  /**
+   * Prunes the journal through `base.seq` (retention): the base moves there, with the state
+   * folded through it, and journal_meta records it. One short transaction: the rows stay until
+   * deletePruned removes them, a batch at a time. Does nothing, and says so, unless the row at
+   * `base.seq` is in the journal with hash `base.hash`.
+   */
+  moveBase(base: JournalBase & { readonly state: string }, at: Pick<PruneMark, "eventAt" | "snapshotIndex" | "snapshotSeq">): boolean {
+    if (base.seq <= this.base.seq || base.seq > this.head.seq || at.snapshotSeq < base.seq) return false
+    const mark: PruneMark = { seq: base.seq, hash: base.hash, eventAt: at.eventAt, snapshotIndex: at.snapshotIndex, snapshotSeq: at.snapshotSeq, prunedOn: Date.now() }
+    try {
+      const moved = this.db.transaction(() => {
+        const row = this.db.prepare<[number], { hash: string }>("SELECT hash FROM journal WHERE seq = ?").get(base.seq)
+        if (row?.hash !== base.hash) return false
+        this.db.prepare<[number, string, string]>("UPDATE sm_state SET base_seq = ?, base_hash = ?, base_state = ? WHERE id = 0").run(base.seq, base.hash, base.state)
+        this.db.prepare<[number, string, number, number, number, number]>(
+          "INSERT OR REPLACE INTO journal_meta (id, pruned_seq, pruned_hash, pruned_event_at, snapshot_index, snapshot_seq, pruned_on) VALUES (0,?,?,?,?,?,?)"
+        ).run(mark.seq, mark.hash, mark.eventAt, mark.snapshotIndex, mark.snapshotSeq, mark.prunedOn)
+        return true
+      }).immediate()
+      if (!moved) return false
+      this.base = base
+      this.mark = mark
+      return true
+    } catch (error) {
+      throw toPersistenceError("journal prune", error)
+    }
+  }
+
+  /** Deletes up to `limit` of the oldest pruned rows (at or below the base); returns how many. */
+  deletePruned(limit: number): number {
+    try {
+      return this.db.prepare<[number, number]>("DELETE FROM journal WHERE seq <= ? AND seq < (SELECT min(seq) FROM journal) + ?").run(this.base.seq, limit).changes
+    } catch (error) {
+      throw toPersistenceError("journal prune", error)
+    }
+  }
+
+  /** The latest `at` among the rows fromSeq..toSeq, or undefined when there are none. */
+  latestAt(fromSeq: number, toSeq: number): number | undefined {
+    return this.db.prepare<[number, number], { at: number | null }>("SELECT max(at) AS at FROM journal WHERE seq >= ? AND seq <= ?").get(fromSeq, toSeq)?.at ?? undefined
+  }
+
+  /** The journal's rows (those after its base) that `filter` selects, in order. */
   rows(filter: JournalFilter = {}): Array<JournalRow> {
-    const { sql, params } = selectRows(filter)
+    const fromSeq = Math.max(filter.fromSeq ?? 0, this.base.seq + 1)
+    const { sql, params } = selectRows({ ...filter, fromSeq })
     return this.db.prepare<Array<unknown>, JournalRow>(sql).all(...params)
   }
 

@@ -77,6 +77,14 @@ describe("audit verify on the members of a random workload", () => {
     for (const j of journals) expect(key(j.rows)).toEqual(key(full.rows.filter((r) => r.seq > j.base)))
   })
 
+  it("keeps every event by default (no journal retention): nothing is pruned, the report says so", async () => {
+    const full = journalRows(whole())
+    expect(full.base).toBe(0)
+    expect(full.rows[0].seq).toBe(1)
+    expect(full.rows.length).toBe(full.rows[full.rows.length - 1].seq)
+    for (const report of runningReports) expect(report.pruned).toBeNull()
+  })
+
   it("a member that rejoined by snapshot holds the journal from the snapshot's point on, continuing the same chain", async () => {
     const rejoined = journalRows(workload.dirs[workload.rejoined])
     expect(rejoined.base).toBeGreaterThan(0)

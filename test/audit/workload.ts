@@ -7,7 +7,7 @@ import { awaitLeader, type InProcessMember, makeInProcessGroup } from "../../src
 import type { StateCommand } from "../../src/domain/jobs.js"
 import { Prng } from "../../src/domain/raft/prng.js"
 import { unfinishedJobs } from "../../src/domain/state.js"
-import { Journal, type JournalRow } from "../../src/storage/Journal.js"
+import { Journal, type JournalRetention, type JournalRow } from "../../src/storage/Journal.js"
 
 export const members = ["n1:1", "n2:1", "n3:1"]
 
@@ -44,7 +44,7 @@ const randomCommand = (rng: Prng, leader: string, jobIds: ReadonlyArray<string>,
 }
 
 /** Submits `count` random commands through the leader's RaftNode, a few at a time. */
-const runCommands = (rng: Prng, leader: InProcessMember, count: number, jobIds: Array<string>) =>
+export const runCommands = (rng: Prng, leader: InProcessMember, count: number, jobIds: Array<string>) =>
   Effect.forEach(
     Array.from({ length: count }, (_, i) => i),
     (i) =>
@@ -56,7 +56,7 @@ const runCommands = (rng: Prng, leader: InProcessMember, count: number, jobIds: 
   )
 
 /** Until the scheduler has finished every job and every running member applied the leader's log. */
-const settle = (leader: InProcessMember, running: ReadonlyArray<InProcessMember>) =>
+export const settle = (leader: InProcessMember, running: ReadonlyArray<InProcessMember>) =>
   Effect.gen(function* () {
     for (let i = 0; i < 1000; i++) {
       const open = unfinishedJobs(yield* leader.node.localState).length
@@ -76,16 +76,22 @@ export interface Workload {
   readonly jobs: number
 }
 
+export const raft = { snapshotEntries: 20, logRetainEntries: 2 }
+
 /**
  * A random workload on a 3-member in-process group with frequent snapshots and a short
  * retained log: one follower is stopped mid-way and restarted after the log moved past it, so
  * it rejoins by snapshot. `whileRunning` sees the settled, still-running group's directories.
  */
-export const runWorkload = (seed: number, whileRunning: (dirs: ReadonlyArray<string>) => Effect.Effect<void>) =>
+export const runWorkload = (
+  seed: number,
+  whileRunning: (dirs: ReadonlyArray<string>) => Effect.Effect<void>,
+  journalRetention?: JournalRetention
+) =>
   Effect.gen(function* () {
     const dir = tmpDir("cm-audit-")
     const rng = new Prng(seed)
-    const g = yield* makeInProcessGroup({ members, dataDir: dir, raft: { snapshotEntries: 20, logRetainEntries: 2 } })
+    const g = yield* makeInProcessGroup({ members, dataDir: dir, raft, journalRetention })
     const leader = yield* awaitLeader(g.members)
     const jobIds: Array<string> = []
     yield* runCommands(rng, leader, 40, jobIds)
@@ -102,6 +108,29 @@ export const runWorkload = (seed: number, whileRunning: (dirs: ReadonlyArray<str
     yield* whileRunning(dirs)
     const jobs = HashMap.size((yield* leader.node.localState).jobs)
     return { dirs, rejoined, jobs } satisfies Workload
+  }).pipe(Effect.scoped)
+
+/**
+ * Starts the group of a finished workload again on its data directories (every member
+ * restarted), runs `count` more random commands and lets it settle; `whileRunning` as above.
+ */
+export const resumeWorkload = (
+  w: Workload,
+  seed: number,
+  count: number,
+  whileRunning: (dirs: ReadonlyArray<string>) => Effect.Effect<void>,
+  journalRetention?: JournalRetention
+) =>
+  Effect.gen(function* () {
+    const rng = new Prng(seed)
+    const g = yield* makeInProcessGroup({ members, dataDir: path.dirname(w.dirs[0]), raft, journalRetention })
+    const leader = yield* awaitLeader(g.members)
+    const jobIds = [...HashMap.keys((yield* leader.node.localState).jobs)]
+    yield* runCommands(rng, leader, count, jobIds)
+    yield* settle(leader, g.members)
+    yield* whileRunning(w.dirs)
+    const jobs = HashMap.size((yield* leader.node.localState).jobs)
+    return { ...w, jobs } satisfies Workload
   }).pipe(Effect.scoped)
 
 export const journalRows = (dir: string): { base: number; rows: Array<JournalRow> } => {

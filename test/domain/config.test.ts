@@ -39,6 +39,11 @@ describe("parseConfig: accepted files", () => {
       raft_pre_vote: true,
       raft_lease_read: false,
       raft_log_retain_entries: 1000,
+      journal_retain_events: 0,
+      machine_ping_interval_ms: 5000,
+      machine_dead_after_misses: 3,
+      node_mgr_request_timeout_ms: 120000,
+      journal_retain_days: 0,
       raft_fault_injection: false
     })
   })
@@ -120,6 +125,20 @@ describe("parseConfig: accepted files", () => {
       ["0", false]
     ]
     for (const [text, value] of cases) expect(parsed(`${minimal}raft_lease_read = ${text}`).raft_lease_read).toBe(value)
+  })
+
+  it("reads the journal retention keys: counts, 0 (the default) for no limit", () => {
+    expect(parsed(minimal)).toMatchObject({ journal_retain_events: 0, journal_retain_days: 0 })
+    expect(parsed(`${minimal}journal_retain_events = 100000\njournal_retain_days = 90`)).toMatchObject({
+      journal_retain_events: 100000,
+      journal_retain_days: 90
+    })
+    expect(messageOf(`${minimal}journal_retain_days = -1`)).toBe(
+      "cluster_mgr.cnf line 3: `journal_retain_days` must be a non-negative integer, got '-1'"
+    )
+    expect(messageOf(`${minimal}journal_retain_events = 1e6`)).toBe(
+      "cluster_mgr.cnf line 3: `journal_retain_events` must be a non-negative integer, got '1e6'"
+    )
   })
 })
 
@@ -273,7 +292,7 @@ describe("renderConfig", () => {
   it("documents every key it writes with a comment line above it", () => {
     const lines = renderConfig(parsed(`${minimal}log_file = cm.log`)).split("\n")
     const keyLines = lines.flatMap((line, i) => (/^[a-z_]+ = /.test(line) ? [i] : []))
-    expect(keyLines.length).toBe(19)
+    expect(keyLines.length).toBe(24)
     for (const i of keyLines) expect(lines[i - 1]).toMatch(/^# \S.{10,}/)
   })
 

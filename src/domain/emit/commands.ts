@@ -1,6 +1,6 @@
 import { Either, ParseResult, Schema } from "effect"
 import type { EmitRequest, JobType } from "./envelope.js"
-import { NumberAsText } from "./envelope.js"
+import { isJsonObject, jobTypes, NumberAsText } from "./envelope.js"
 import { BadRequest, describe, firstIssue, mustBe } from "./errors.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -439,3 +439,9 @@ const decoders: { readonly [K in JobType]: Decoder } = {
 /** Validates a request's paras (or job_id) for its job_type, before any job is accepted. */
 export const decodeCommand = (request: EmitRequest): Either.Either<Command, BadRequest> =>
   decoders[request.job_type](request)
+
+/** Decodes the paras an accepted job was stored with, as its runner needs them. */
+export const decodeJobParas = (jobType: string, paras: unknown): Either.Either<Command, BadRequest> =>
+  (jobTypes as ReadonlyArray<string>).includes(jobType) && isJsonObject(paras)
+    ? decoders[jobType as JobType]({ job_type: jobType as JobType, paras })
+    : Either.left(new BadRequest({ info: `job_type ${jobType} with these paras cannot be decoded` }))
