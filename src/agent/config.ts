@@ -1,7 +1,7 @@
-import { Either, Option, ParseResult, Schema, SchemaAST } from "effect"
+import { Either, ParseResult, Schema } from "effect"
 import * as path from "node:path"
-import { ConfigError } from "../domain/config.js"
-import { excerpt, firstIssue, mustBe } from "../domain/emit/errors.js"
+import { cnfErrorAt as errorAt, type ConfigError, fieldDoc, lexCnf } from "../domain/cnf.js"
+import { firstIssue, mustBe } from "../domain/emit/errors.js"
 import { isIpv4 } from "./protocol.js"
 
 /**
@@ -135,48 +135,7 @@ const isKey = (key: string): key is AgentConfigKey => (agentConfigKeys as Readon
 // Lexing: the same rules as cluster_mgr.cnf (src/domain/config.ts)
 // ---------------------------------------------------------------------------------------------
 
-interface Setting {
-  readonly key: AgentConfigKey
-  readonly value: string
-  readonly line: number
-}
-
-const keyFormat = /^[A-Za-z_][A-Za-z0-9_]*$/
-
-const errorAt = (source: string, line: number | undefined, text: string, key?: string): ConfigError =>
-  new ConfigError({ message: `${source}${line === undefined ? "" : ` line ${line}`}: ${text}`, key, line })
-
-const lexLine = (source: string, raw: string, line: number): Either.Either<Setting | undefined, ConfigError> => {
-  const content = raw.split("#", 1)[0].trim()
-  if (content === "") return Either.right(undefined)
-  const eq = content.indexOf("=")
-  if (eq < 0) return Either.left(errorAt(source, line, `expected \`name = value\`, got '${excerpt(content)}'`))
-  const key = content.slice(0, eq).trim()
-  const value = content.slice(eq + 1).trim().split(/\s/, 1)[0]
-  if (!keyFormat.test(key)) return Either.left(errorAt(source, line, `invalid key name '${excerpt(key)}'`))
-  if (!isKey(key)) return Either.left(errorAt(source, line, `unknown key \`${excerpt(key)}\``, key))
-  if (value === "") return Either.left(errorAt(source, line, `\`${key}\` has no value`, key))
-  return Either.right({ key, value, line })
-}
-
-const collect = (source: string, text: string): Either.Either<Map<AgentConfigKey, Setting>, ConfigError> => {
-  const settings = new Map<AgentConfigKey, Setting>()
-  const lines = text.split(/\r?\n/)
-  for (let i = 0; i < lines.length; i++) {
-    const lexed = lexLine(source, lines[i], i + 1)
-    if (Either.isLeft(lexed)) return Either.left(lexed.left)
-    const setting = lexed.right
-    if (setting === undefined) continue
-    const first = settings.get(setting.key)
-    if (first !== undefined) {
-      return Either.left(
-        errorAt(source, setting.line, `duplicate key \`${setting.key}\` (first set on line ${first.line})`, setting.key)
-      )
-    }
-    settings.set(setting.key, setting)
-  }
-  return Either.right(settings)
-}
+const collect = (source: string, text: string) => lexCnf(source, text, isKey)
 
 // ---------------------------------------------------------------------------------------------
 // Checks across keys, after paths are made absolute
@@ -243,9 +202,7 @@ export const parseAgentConfig = (
 /** Each key with its documentation and default, for docs/node_mgr.md and the tests that check it. */
 export const describeKeys = (): ReadonlyArray<{ key: AgentConfigKey; doc: string; default: string | undefined }> =>
   agentConfigKeys.map((key) => {
-    const ast = AgentConfigFields.fields[key].ast
-    const annotated = ast._tag === "PropertySignatureDeclaration" ? ast : ast.to
-    const doc = Option.getOrElse(SchemaAST.getDescriptionAnnotation(annotated), () => "")
+    const doc = fieldDoc(AgentConfigFields.fields[key])
     const decoded = decodeFields(key === "local_ip" ? {} : { local_ip: "127.0.0.1" })
     const value = Either.isRight(decoded) ? (decoded.right as Record<string, unknown>)[key] : undefined
     const encoded =

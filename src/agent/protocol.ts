@@ -1,4 +1,5 @@
 import { Either, ParseResult, Schema } from "effect"
+import { integerIn, isIpv4, textWhere } from "../domain/emit/commands.js"
 import { describe, excerpt, firstIssue, mustBe } from "../domain/emit/errors.js"
 
 /**
@@ -18,31 +19,8 @@ import { describe, excerpt, firstIssue, mustBe } from "../domain/emit/errors.js"
 // more than an excerpt of a hostile value.
 // ---------------------------------------------------------------------------------------------
 
-const textWhere = (expected: string, test: (text: string) => boolean) =>
-  Schema.String.pipe(Schema.filter(test)).annotations(mustBe(expected))
-
-const decimal = /^(0|[1-9][0-9]{0,14})$/
-
-/** An integer sent as decimal text ("57001") or as a JSON number; encodes to text. */
-const integerIn = (min: number, max: number, expected: string) =>
-  Schema.transformOrFail(Schema.Union(Schema.String, Schema.Number), Schema.Int.pipe(Schema.between(min, max)), {
-    strict: true,
-    decode: (input, _, ast) => {
-      const n = typeof input === "number" ? input : decimal.test(input) ? Number(input) : Number.NaN
-      return Number.isSafeInteger(n) && n >= min && n <= max
-        ? ParseResult.succeed(n)
-        : ParseResult.fail(new ParseResult.Type(ast, input))
-    },
-    encode: (n) => ParseResult.succeed(String(n))
-  }).annotations(mustBe(expected))
-
-const octet = /^(0|[1-9][0-9]{0,2})$/
-
 /** A dotted-quad IPv4 literal (no host names: SQL and argv only ever carry validated literals). */
-export const isIpv4 = (text: string): boolean => {
-  const parts = text.split(".")
-  return parts.length === 4 && parts.every((part) => octet.test(part) && Number(part) <= 255)
-}
+export { isIpv4 }
 
 export const PortText = integerIn(1, 65535, "a port number 1..65535")
 export const SeqText = integerIn(0, Number.MAX_SAFE_INTEGER, "a non-negative integer")

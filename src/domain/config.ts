@@ -1,13 +1,9 @@
-import { Data, Either, Option, ParseResult, Schema, SchemaAST } from "effect"
+import { Either, ParseResult, Schema } from "effect"
+import { type CnfSetting, cnfErrorAt as errorAt, ConfigError, fieldDoc, lexCnf } from "./cnf.js"
 import { Host, Port, PositiveInt, splitEndpoint, textWhere } from "./emit/commands.js"
 import { excerpt, firstIssue, mustBe } from "./emit/errors.js"
 
-/** A cluster_mgr.cnf problem, in one line naming the key and, when there is one, the line. */
-export class ConfigError extends Data.TaggedError("ConfigError")<{
-  readonly message: string
-  readonly key?: string
-  readonly line?: number
-}> {}
+export { ConfigError }
 
 // ---------------------------------------------------------------------------------------------
 // Value schemas: each decodes the text of a value and encodes back to it (for renderConfig).
@@ -203,50 +199,9 @@ const comparedWith: Partial<Record<ConfigKey, ConfigKey>> = { raft_heartbeat_int
 // Parsing
 // ---------------------------------------------------------------------------------------------
 
-interface Setting {
-  readonly key: ConfigKey
-  readonly value: string
-  readonly line: number
-}
+type Setting = CnfSetting<ConfigKey>
 
-const keyFormat = /^[A-Za-z_][A-Za-z0-9_]*$/
-
-const errorAt = (source: string, line: number | undefined, text: string, key?: string): ConfigError =>
-  new ConfigError({ message: `${source}${line === undefined ? "" : ` line ${line}`}: ${text}`, key, line })
-
-/** One line: nothing (blank or comment), a known key's setting, or an error. */
-const lexLine = (source: string, raw: string, line: number): Either.Either<Setting | undefined, ConfigError> => {
-  const content = raw.split("#", 1)[0].trim()
-  if (content === "") return Either.right(undefined)
-  const eq = content.indexOf("=")
-  if (eq < 0) return Either.left(errorAt(source, line, `expected \`name = value\`, got '${excerpt(content)}'`))
-  const key = content.slice(0, eq).trim()
-  const value = content.slice(eq + 1).trim().split(/\s/, 1)[0]
-  if (!keyFormat.test(key)) return Either.left(errorAt(source, line, `invalid key name '${excerpt(key)}'`))
-  if (!isConfigKey(key)) return Either.left(errorAt(source, line, `unknown key \`${excerpt(key)}\``, key))
-  if (value === "") return Either.left(errorAt(source, line, `\`${key}\` has no value`, key))
-  return Either.right({ key, value, line })
-}
-
-/** Settings by key, each once; a repeated key is an error naming both lines. */
-const collect = (source: string, text: string): Either.Either<Map<ConfigKey, Setting>, ConfigError> => {
-  const settings = new Map<ConfigKey, Setting>()
-  const lines = text.split(/\r?\n/)
-  for (let i = 0; i < lines.length; i++) {
-    const lexed = lexLine(source, lines[i], i + 1)
-    if (Either.isLeft(lexed)) return Either.left(lexed.left)
-    const setting = lexed.right
-    if (setting === undefined) continue
-    const first = settings.get(setting.key)
-    if (first !== undefined) {
-      return Either.left(
-        errorAt(source, setting.line, `duplicate key \`${setting.key}\` (first set on line ${first.line})`, setting.key)
-      )
-    }
-    settings.set(setting.key, setting)
-  }
-  return Either.right(settings)
-}
+const collect = (source: string, text: string) => lexCnf(source, text, isConfigKey)
 
 const decodeConfig = Schema.decodeUnknownEither(Config, { errors: "first" })
 
@@ -272,11 +227,7 @@ export const parseConfig = (text: string, source = "cluster_mgr.cnf"): Either.Ei
 // Rendering
 // ---------------------------------------------------------------------------------------------
 
-const docOf = (key: ConfigKey): string => {
-  const ast = ConfigFields.fields[key].ast
-  const annotated = ast._tag === "PropertySignatureDeclaration" ? ast : ast.to
-  return Option.getOrElse(SchemaAST.getDescriptionAnnotation(annotated), () => "")
-}
+const docOf = (key: ConfigKey): string => fieldDoc(ConfigFields.fields[key])
 
 /**
  * A cnf text that parses back to `config`, each key preceded by its documentation. Throws (a

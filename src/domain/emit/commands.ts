@@ -15,7 +15,7 @@ export const textWhere = (expected: string, test: (text: string) => boolean) =>
 const decimal = /^(0|[1-9][0-9]{0,14})$/
 
 /** Klustron sends numbers as strings ("2"); a JSON number is accepted as well. */
-const integerIn = (min: number, max: number, expected: string) =>
+export const integerIn = (min: number, max: number, expected: string) =>
   Schema.transformOrFail(Schema.Union(Schema.String, Schema.Number), Schema.Int.pipe(Schema.between(min, max)), {
     strict: true,
     decode: (input, _, ast) => {
@@ -59,7 +59,7 @@ const octet = /^(0|[1-9][0-9]{0,2})$/
 const hostLabel = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/
 const portText = /^[1-9][0-9]{0,4}$/
 
-const isIpv4 = (text: string): boolean => {
+export const isIpv4 = (text: string): boolean => {
   const parts = text.split(".")
   return parts.length === 4 && parts.every((part) => octet.test(part) && Number(part) <= 255)
 }
