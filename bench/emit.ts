@@ -14,6 +14,9 @@
  * 4. One table: figure, cluster_mgr, etcd, ratio, target (issue 7); RSS per cluster_mgr process
  *    idle and at concurrency 64; time from spawn until a node serves its status.
  *
+ * The nodes run the bundled build through bin/cluster_mgr.mjs, as `npx cluster_mgr` does (the
+ * bench runs `npm run build` first when the bundle is missing or older than src/).
+ *
  * Every spawned process is killed by pid on exit (also on errors, SIGINT and a watchdog).
  *
  * Knobs (env): BENCH_SECONDS, BENCH_KILLS (0: no failover), BENCH_LEVELS ("1,16,64"),
@@ -24,8 +27,8 @@
 import * as os from "node:os"
 import * as fs from "node:fs"
 import { keepAliveAgent, type LoadResult, runLoad, sleep, startLoad } from "./loadgen.js"
-import { installCleanup, kill9, killAndWait, median, removeDir, rssMb } from "./procs.js"
-import { ClusterMgr, Etcd, ensureEtcd, type System, waitLeader, waitRejoined, waitStableLeader } from "./systems.js"
+import { installCleanup, kill9, killAndWait, median, pssMb, removeDir, rssMb } from "./procs.js"
+import { ClusterMgr, cmRunsBundle, ensureCmBundle, Etcd, ensureEtcd, type System, waitLeader, waitRejoined, waitStableLeader } from "./systems.js"
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5)
 const KILLS = Number(process.env.BENCH_KILLS ?? 10)
@@ -81,6 +84,7 @@ const emptyFigures = (): SystemFigures => ({
 
 const pidsOf = (sys: System): Array<number> => sys.nodes.map((n) => n.proc?.pid ?? -1)
 const rssAll = (sys: System): Array<number> => pidsOf(sys).map(rssMb)
+const pssAll = (sys: System): string => pidsOf(sys).map((pid) => fmt(pssMb(pid))).join(" / ")
 
 const printFailures = (sys: System): void => {
   const failures = sys.takeFailures()
@@ -99,7 +103,7 @@ const measure = async (sys: System): Promise<SystemFigures> => {
   )
   await sleep(2000)
   f.rssIdle = rssAll(sys)
-  console.log(`  RSS idle: ${f.rssIdle.map((r) => fmt(r)).join(" / ")} MB`)
+  console.log(`  RSS idle: ${f.rssIdle.map((r) => fmt(r)).join(" / ")} MB (PSS ${pssAll(sys)} MB)`)
 
   const send = sys.makeSend(agent)
   sys.takeFailures()
@@ -135,7 +139,7 @@ const measure = async (sys: System): Promise<SystemFigures> => {
   if (f.rssLoad.length > 0) console.log(`  RSS at c=${Math.max(...LEVELS)} (max sampled): ${f.rssLoad.map((r) => fmt(r)).join(" / ")} MB`)
   await sleep(2000)
   f.rssAfter = rssAll(sys)
-  console.log(`  RSS idle after load: ${f.rssAfter.map((r) => fmt(r)).join(" / ")} MB`)
+  console.log(`  RSS idle after load: ${f.rssAfter.map((r) => fmt(r)).join(" / ")} MB (PSS ${pssAll(sys)} MB)`)
 
   if (KILLS > 0) {
     console.log(`  failover: kill -9 the leader ${KILLS} times under load at c=${FAILOVER_CONCURRENCY}`)
@@ -346,9 +350,12 @@ console.log(
       .map((l) => l.toFixed(2))
       .join(" ")}`
 )
+ensureCmBundle()
 const agent = keepAliveAgent()
 const ours = await measure(new ClusterMgr(agent))
 agent.destroy()
+// A node started after src/ changed (a failover restart) ran the sources through tsx instead.
+const cmStaleAtEnd = !cmRunsBundle()
 
 const etcdAgent = keepAliveAgent()
 const etcdBin = process.env.BENCH_ETCD === "0" ? undefined : ensureEtcd()
@@ -372,4 +379,5 @@ if (etcdBin === undefined) {
 }
 etcdAgent.destroy()
 printTable(ours, theirs, etcdVersion)
+if (cmStaleAtEnd) console.log("   WARNING: src/ changed during the cluster_mgr run: nodes started after that ran through tsx (figures not the bundle's)")
 process.exit(0)

@@ -128,6 +128,19 @@ export const rssMb = (pid: number): number => {
   }
 }
 
+/**
+ * Pss of a process in MB (/proc/PID/smaps_rollup): its RSS with each shared page divided among
+ * the processes that map it (the node binary's code, shared by every node process), or NaN.
+ */
+export const pssMb = (pid: number): number => {
+  try {
+    const m = /^Pss:\s+(\d+)\s+kB/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"))
+    return m ? Number(m[1]) / 1024 : NaN
+  } catch {
+    return NaN
+  }
+}
+
 /** Polls `check` every `everyMs` until it yields a value; throws after `timeoutMs`. */
 export const waitFor = async <A>(what: string, check: () => Promise<A | undefined>, timeoutMs: number, everyMs = 10): Promise<A> => {
   const deadline = performance.now() + timeoutMs

@@ -18,6 +18,42 @@ import { freePort, host, killAndWait, type Proc, spawnLogged, stopGracefully, te
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 /** The node executable; BENCH_CM_BIN points the bench at another checkout (A/B comparisons). */
 const cmBin = process.env.BENCH_CM_BIN ?? path.join(repoRoot, "bin/cluster_mgr.mjs")
+const cmRoot = path.dirname(path.dirname(cmBin))
+
+const newestMtimeMs = (dir: string): number => {
+  let newest = 0
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, entry.name)
+    newest = Math.max(newest, entry.isDirectory() ? newestMtimeMs(p) : fs.statSync(p).mtimeMs)
+  }
+  return newest
+}
+
+/**
+ * Whether bin/cluster_mgr.mjs runs the build (the bundle dist/bin/cluster_mgr.mjs; dist/cli.js in
+ * checkouts from before the bundle) rather than the sources through tsx: the launcher's own test,
+ * the build stamp at least as new as every file in src/.
+ */
+export const cmRunsBundle = (): boolean => {
+  const stamp = path.join(cmRoot, "dist/.built")
+  const bundled = fs.existsSync(path.join(cmRoot, "scripts/bundle.mjs"))
+  return (
+    fs.existsSync(stamp) &&
+    (!bundled || fs.existsSync(path.join(cmRoot, "dist/bin/cluster_mgr.mjs"))) &&
+    fs.statSync(stamp).mtimeMs >= newestMtimeMs(path.join(cmRoot, "src"))
+  )
+}
+
+/**
+ * Builds the checkout the bench runs (`npm run build`) when its bundle is missing or stale: its
+ * RSS and start-up figures must be the bundle's, not those of tsx compiling the sources.
+ */
+export const ensureCmBundle = (): void => {
+  if (cmRunsBundle()) return
+  console.log(`  ${cmRoot}: the bundle is missing or older than src/; running npm run build`)
+  const r = spawnSync("npm", ["run", "build"], { cwd: cmRoot, stdio: ["ignore", "inherit", "inherit"] })
+  if (r.status !== 0 || !cmRunsBundle()) throw new Error(`npm run build in ${cmRoot} failed or src/ changed meanwhile: no fresh bundle to measure`)
+}
 
 /** What a probe of one node says, or undefined when it does not answer. */
 export interface Probe {

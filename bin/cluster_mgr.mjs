@@ -1,13 +1,14 @@
 #!/usr/bin/env node
-// Runs the compiled build (dist/, made by `npm run build`, which `npm ci` runs through
-// `prepare`) when it is at least as new as every source file: it starts faster and uses less
-// memory. Otherwise it runs the TypeScript sources through tsx, so an edited tree never runs
+// Runs the bundled build (dist/bin/cluster_mgr.mjs, made by `npm run build`, which `npm ci` runs
+// through `prepare`) when it is at least as new as every source file: it starts faster and uses
+// less memory. Otherwise it runs the TypeScript sources through tsx, so an edited tree never runs
 // stale code and `npx cluster_mgr` works even without a build.
 import { existsSync, readdirSync, statSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
 const stamp = `${root}dist/.built`
+const bundle = `${root}dist/bin/cluster_mgr.mjs`
 
 const newestMtimeMs = (dir) => {
   let newest = 0
@@ -18,9 +19,9 @@ const newestMtimeMs = (dir) => {
   return newest
 }
 
-const fresh = existsSync(stamp) && statSync(stamp).mtimeMs >= newestMtimeMs(`${root}src`)
+const fresh = existsSync(stamp) && existsSync(bundle) && statSync(stamp).mtimeMs >= newestMtimeMs(`${root}src`)
 if (fresh) {
-  await import("../dist/cli.js")
+  await import("../dist/bin/cluster_mgr.mjs")
 } else {
   const { register } = await import("tsx/esm/api")
   register()

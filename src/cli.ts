@@ -1,7 +1,6 @@
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Effect, Either, Exit, Layer, Logger, LogLevel } from "effect"
 import * as fs from "node:fs"
-import { runAudit } from "./audit/cli.js"
 import { parseConfig } from "./domain/config.js"
 import { runLocalCluster } from "./local.js"
 import { httpAddress, nodeLayer, raftAddress, StartupError } from "./node.js"
@@ -37,7 +36,9 @@ const runNode = (cnfPath: string) => {
   if (Either.isLeft(parsed)) return die(parsed.left.message)
   const config = parsed.right
   const logger = config.log_file ? fileLogger(config.log_file) : Logger.replace(Logger.defaultLogger, Logger.logfmtLogger)
-  const program = Layer.launch(nodeLayer(config)).pipe(
+  // A node whose Raft actor died acknowledges nothing more: exit, so a supervisor restarts it.
+  const onActorDeath = () => setTimeout(() => process.exit(70), 50)
+  const program = Layer.launch(nodeLayer(config, { onActorDeath })).pipe(
     Effect.annotateLogs({ node: raftAddress(config) }),
     Effect.provide(logger),
     Logger.withMinimumLogLevel(LogLevel.Info)
@@ -66,7 +67,8 @@ if (args.length === 0 || args[0] === "--help" || args[0] === "-h") {
   process.stdout.write(usage + "\n")
   if (args.length === 0) process.exit(2)
 } else if (args[0] === "audit") {
-  void runAudit(args.slice(1))
+  // Loaded only for this subcommand: @effect/cli and the audit code stay out of a node process.
+  void import("./audit/cli.js").then(({ runAudit }) => runAudit(args.slice(1)))
 } else if (args[0] === "local") {
   runLocalCluster(args.slice(1))
 } else if (args.length === 1) {

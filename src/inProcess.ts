@@ -9,7 +9,7 @@ import * as AgentClient from "./fleet/AgentClient.js"
 import { defaultFleetSettings, FleetSettings, type FleetSettingsApi } from "./fleet/FleetSettings.js"
 import { defaultRaftOptions, type RaftOptions } from "./domain/raft/options.js"
 import { Journal, type JournalRetention } from "./storage/Journal.js"
-import { openRaftStorage } from "./storage/RaftStorage.js"
+import { openRaftLog, type PersistMode, persistModeFromEnv } from "./storage/RaftLog.js"
 
 export interface InProcessOptions {
   /** Member names (raft addresses). */
@@ -22,6 +22,12 @@ export interface InProcessOptions {
   readonly journalRetention?: JournalRetention
   /** How the leader watches machines' agents (defaults: 5 s pings, dead after 3 misses). */
   readonly fleet?: Partial<FleetSettingsApi>
+  /**
+   * How each member writes raft.db: inline ("sync", the default unless CLUSTER_MGR_PERSIST says
+   * otherwise) or on a writer thread ("worker", a cluster_mgr process's default); see
+   * storage/RaftLog.ts.
+   */
+  readonly persist?: PersistMode
 }
 
 export interface InProcessMember {
@@ -46,9 +52,10 @@ export const makeInProcessGroup = (options: InProcessOptions) =>
         const dir = path.join(options.dataDir, String(index))
         fs.mkdirSync(dir, { recursive: true })
         const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
-        const storage = openRaftStorage(path.join(dir, "raft.db"))
+        const storage = openRaftLog(path.join(dir, "raft.db"), { persist: options.persist ?? persistModeFromEnv("sync") })
         const journal = Journal.open(path.join(dir, "journal.db"), options.journalRetention)
-        yield* Scope.addFinalizer(scope, Effect.sync(() => (storage.close(), journal.close())))
+        // Closing waits for a write in flight: a restarted member must not load before it lands.
+        yield* Scope.addFinalizer(scope, Effect.zipRight(storage.close, Effect.sync(() => journal.close())))
         const raft = RaftNode.layer({
           raft: { ...defaultRaftOptions("inprocess", id, index * 7919 + 1), ...options.raft, id },
           tickMs: options.tickMs ?? 10,

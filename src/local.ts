@@ -10,7 +10,15 @@ import { Either } from "effect"
  * node under the data directory when absent, starts each node as its own process, prints the
  * addresses, the leader and a curl line; Ctrl-C stops them all.
  */
-const bin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../bin/cluster_mgr.mjs")
+/**
+ * The launcher, bin/cluster_mgr.mjs, of the package this module belongs to: found from src/, from
+ * dist/ or from the bundle in dist/bin/, so that every node runs as `npx cluster_mgr <cnf>` does.
+ */
+const bin = (() => {
+  let dir = path.dirname(fileURLToPath(import.meta.url))
+  while (!fs.existsSync(path.join(dir, "package.json")) && path.dirname(dir) !== dir) dir = path.dirname(dir)
+  return path.join(dir, "bin/cluster_mgr.mjs")
+})()
 
 interface LocalNode {
   readonly http: string

@@ -14,7 +14,7 @@ import type { Config } from "./domain/config.js"
 import { defaultRaftOptions } from "./domain/raft/options.js"
 import * as HttpRoutes from "./http/server.js"
 import { Journal, type JournalRetention } from "./storage/Journal.js"
-import { openRaftStorage } from "./storage/RaftStorage.js"
+import { openRaftLog } from "./storage/RaftLog.js"
 
 /** A start-up problem an operator must fix; the CLI prints `message` and exits with code 2. */
 /**
@@ -79,17 +79,18 @@ const openStores = (dataDir: string, group: string, self: string, retention: Jou
   Effect.acquireRelease(
     Effect.try({
       try: () => {
-        const storage = openRaftStorage(path.join(dataDir, "raft.db"), { identity: { group, node: self } })
+        // Persisting on a writer thread unless CLUSTER_MGR_PERSIST=sync (storage/RaftLog.ts).
+        const storage = openRaftLog(path.join(dataDir, "raft.db"), { identity: { group, node: self } })
         try {
           return { storage, journal: Journal.open(path.join(dataDir, "journal.db"), retention) }
         } catch (e) {
-          storage.close()
+          Effect.runFork(storage.close)
           throw e
         }
       },
       catch: (e) => new StartupError({ message: `cluster_mgr_tmp_data_path ${dataDir}: ${(e as Error).message}` })
     }),
-    ({ storage, journal }) => Effect.sync(() => (storage.close(), journal.close()))
+    ({ storage, journal }) => Effect.zipRight(storage.close, Effect.sync(() => journal.close()))
   )
 
 /**
@@ -118,6 +119,12 @@ export interface NodeLayerOptions {
    * the same address, which a new leader announces so that followers forward to it.
    */
   readonly serveHttp?: boolean
+  /**
+   * Called if the node's Raft actor dies of a defect (raft.db cannot be written, a bug): the node
+   * then acknowledges nothing. The cluster_mgr process exits with code 70 so that its supervisor
+   * restarts it; an embedding app decides for itself (default: only the error log line).
+   */
+  readonly onActorDeath?: (cause: unknown) => void
 }
 
 /** The routes on Node's HTTP server at the configured address, with a client for forwarding. */
@@ -149,7 +156,7 @@ export const nodeLayer = (config: Config, options: NodeLayerOptions = {}) =>
         faultInjection: config.raft_fault_injection
       }).pipe(Layer.mapError((e) => new StartupError({ message: `brpc_raft_port ${config.brpc_raft_port}: ${e.message}` })))
       // provideMerge: the HTTP layer reaches TransportControl for the test-only fault endpoint.
-      const raft = RaftNode.layer({ ...s, storage, journal }).pipe(Layer.provideMerge(transport))
+      const raft = RaftNode.layer({ ...s, storage, journal, onActorDeath: options.onActorDeath }).pipe(Layer.provideMerge(transport))
       const fleet = Layer.merge(
         AgentClient.layer.pipe(Layer.provide(FetchHttpClient.layer)),
         Layer.succeed(FleetSettings, fleetSettingsOf(config))

@@ -1,10 +1,11 @@
-import { Clock, Context, Data, Deferred, Effect, Layer, Metric, Option, PubSub, Queue, Schedule, Stream, SubscriptionRef } from "effect"
+import { Cause, Clock, Context, Data, Deferred, Effect, Exit, Layer, Metric, Option, PubSub, Queue, Schedule, Stream, SubscriptionRef } from "effect"
 import { encodeCommand, type StateCommand } from "../domain/jobs.js"
 import { bootstrapPersisted, RaftCore } from "../domain/raft/core.js"
 import type { RaftOptions } from "../domain/raft/options.js"
 import type { Notice, RaftStatus, Ready, Refusal, Role } from "../domain/raft/ready.js"
 import type { ClusterState } from "../domain/state.js"
 import type { Journal } from "../storage/Journal.js"
+import { asRaftLog, type RaftLog } from "../storage/RaftLog.js"
 import type { RaftStorage } from "../storage/RaftStorage.js"
 import { metrics } from "./metrics.js"
 import { type AppliedEntry, StateMachine } from "./StateMachine.js"
@@ -65,7 +66,13 @@ export interface RaftNodeSettings {
   readonly tickMs: number
   /** Voters written on first start into an empty data directory. */
   readonly initialVoters: ReadonlyArray<string>
-  readonly storage: RaftStorage
+  /**
+   * raft.db: a RaftLog (openRaftLog: persisting on a writer thread or inline), or a RaftStorage,
+   * used inline. Its owner closes it.
+   */
+  readonly storage: RaftStorage | RaftLog
+  /** Called once if the actor dies of a defect (it can no longer persist or apply anything). */
+  readonly onActorDeath?: (cause: Cause.Cause<unknown>) => void
   readonly journal: Journal
 }
 
@@ -101,6 +108,7 @@ class Actor {
   constructor(
     readonly core: RaftCore,
     readonly sm: StateMachine,
+    readonly log: RaftLog,
     readonly settings: RaftNodeSettings,
     readonly transport: Context.Tag.Service<Transport>,
     readonly leadership: SubscriptionRef.SubscriptionRef<Leadership>,
@@ -182,13 +190,19 @@ class Actor {
     return Metric.incrementBy(metrics.proposals, inputs.length)
   }
 
-  /** Carries out every Ready the core has, in the order ready.ts prescribes. */
+  /**
+   * Carries out every Ready the core has, in the order ready.ts prescribes. With a writer thread
+   * (RaftLog "worker") the fiber waits for the commit and the event loop runs meanwhile: the
+   * messages just sent leave, HTTP requests and peer messages are read, and what arrives waits
+   * in the inbox for the next batch (a bigger one: group commit). Nothing after persisting
+   * (messagesAfterPersist, core.persisted, apply, notices) runs before the fsync is done.
+   */
   private drain(): Effect.Effect<void> {
     return Effect.gen(this, function* () {
       while (this.core.hasReady()) {
         const ready = this.core.ready()
         if (ready.messages.length > 0) yield* this.transport.send(ready.messages)
-        this.persist(ready)
+        yield* this.persist(ready)
         if (ready.messagesAfterPersist.length > 0) yield* this.transport.send(ready.messagesAfterPersist)
         yield* this.apply(ready)
         if (ready.snapshotDue !== undefined) this.core.snapshotTaken(ready.snapshotDue, this.sm.snapshotImage())
@@ -197,10 +211,18 @@ class Actor {
     })
   }
 
-  private persist(ready: Ready): void {
-    this.settings.storage.persist(ready)
-    const last = ready.entries.at(-1)
-    if (last) this.core.persisted(last.index, last.term)
+  /**
+   * A store that cannot write stops the actor (a defect, as a throw from an inline write always
+   * did): a node that cannot persist must not acknowledge anything.
+   */
+  private persist(ready: Ready): Effect.Effect<void> {
+    return this.log.persist(ready).pipe(
+      Effect.orDie,
+      Effect.map(() => {
+        const last = ready.entries.at(-1)
+        if (last) this.core.persisted(last.index, last.term)
+      })
+    )
   }
 
   private apply(ready: Ready): Effect.Effect<void> {
@@ -318,11 +340,11 @@ const fail = <A>(w: Waiting<A> | undefined, reason: string): Effect.Effect<void>
   w ? Deferred.fail(w.done, new OperationFailed({ reason })) : Effect.void
 
 /** Opens the node's state from its storage, bootstrapping an empty data directory. */
-const openCore = (settings: RaftNodeSettings, sm: StateMachine): RaftCore => {
-  let persisted = settings.storage.load()
+const openCore = (settings: RaftNodeSettings, log: RaftLog, sm: StateMachine): RaftCore => {
+  let persisted = log.load()
   if (!persisted) {
     persisted = bootstrapPersisted({ voters: [...settings.initialVoters], outgoing: [], learners: [] })
-    settings.storage.bootstrap(persisted)
+    log.bootstrap(persisted)
   }
   const snap = persisted.snapshot
   // A crash between storing a received snapshot and loading it into the journal: finish it.
@@ -334,12 +356,16 @@ export const makeRaftNode = (settings: RaftNodeSettings) =>
   Effect.gen(function* () {
     const transport = yield* Transport
     const sm = new StateMachine(settings.journal)
-    const core = openCore(settings, sm)
+    const log = asRaftLog(settings.storage)
+    const core = openCore(settings, log, sm)
+    if (log.note !== undefined) yield* Effect.logWarning(log.note).pipe(Effect.annotateLogs({ node: settings.raft.id }))
     const initial = core.status()
     const leadership = yield* SubscriptionRef.make<Leadership>({ role: initial.role, term: initial.term, leader: initial.leader })
     const appliedHub = yield* PubSub.unbounded<AppliedEntry>()
     const inbox = yield* Queue.unbounded<Input>()
-    const actor = new Actor(core, sm, settings, transport, leadership, appliedHub)
+    const actor = new Actor(core, sm, log, settings, transport, leadership, appliedHub)
+    // The writer thread boots while the journal and the log are read; start once it is up.
+    yield* Effect.orDie(log.ready)
     const annotate = <A, E, R>(eff: Effect.Effect<A, E, R>) =>
       Effect.annotateLogs(eff, { node: settings.raft.id })
 
@@ -347,6 +373,16 @@ export const makeRaftNode = (settings: RaftNodeSettings) =>
       Effect.flatMap((first) => Queue.takeUpTo(inbox, 4096).pipe(Effect.map((rest) => [first, ...rest]))),
       Effect.flatMap((batch) => actor.handleBatch(batch)),
       Effect.forever,
+      // A defect (a store that cannot write, a bug) ends the actor: the node then acknowledges
+      // nothing. Say so, and let the owner decide (a cluster_mgr process exits, so that its
+      // supervisor restarts it; an embedding app is told through onActorDeath).
+      Effect.onExit((exit) =>
+        Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)
+          ? Effect.logError("the Raft actor stopped", exit.cause).pipe(
+              Effect.zipRight(Effect.sync(() => settings.onActorDeath?.(exit.cause)))
+            )
+          : Effect.void
+      ),
       annotate,
       Effect.forkScoped
     )

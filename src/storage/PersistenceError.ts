@@ -1,4 +1,7 @@
 import { Data } from "effect"
+import { StorageInvariantViolation } from "./StorageInvariantViolation.js"
+
+export { assertStorage, StorageInvariantViolation } from "./StorageInvariantViolation.js"
 
 /**
  * The durable store could not do what was asked: an I/O or SQLite failure, a corrupt row, a
@@ -20,16 +23,4 @@ export const toPersistenceError = (operation: string, error: unknown): unknown =
   if (error instanceof PersistenceError || error instanceof StorageInvariantViolation) return error
   const reason = error instanceof Error ? error.message : String(error)
   return new PersistenceError({ operation, reason, cause: error })
-}
-
-/** The caller (the Raft core) asked for a write that would leave the stored log inconsistent. */
-export class StorageInvariantViolation extends Error {
-  override readonly name = "StorageInvariantViolation"
-}
-
-export const assertStorage: (condition: boolean, explain: () => string) => asserts condition = (
-  condition,
-  explain
-) => {
-  if (!condition) throw new StorageInvariantViolation(explain())
 }

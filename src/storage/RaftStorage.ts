@@ -2,16 +2,10 @@ import Database from "better-sqlite3"
 import type { Persisted, Ready } from "../domain/raft/ready.js"
 import type { Entry, HardState, Snapshot } from "../domain/raft/types.js"
 import { decodeConfiguration, decodePayload, encodeConfiguration, encodePayload } from "./codec.js"
-import {
-  checkAppend,
-  checkCommit,
-  checkCompaction,
-  checkSnapshotAdvances,
-  type LogPosition,
-  logOrigin
-} from "./logInvariants.js"
+import { type LogPosition, logOrigin } from "./logInvariants.js"
 import { migrate } from "./migrations.js"
 import { PersistenceError, toPersistenceError } from "./PersistenceError.js"
+import { configureConnection, isNothingToPersist, makeLogWriter, type PersistRequest } from "./raftLogWriter.js"
 import {
   type HardStateRow,
   type LogRow,
@@ -33,6 +27,9 @@ export type PersistInput = Pick<
   Ready,
   "snapshot" | "truncateFrom" | "entries" | "hardState" | "compactTo"
 >
+
+/** The same, also for a bootstrap's entries (read-only). */
+type PersistSteps = Omit<PersistInput, "entries"> & { readonly entries: ReadonlyArray<Entry> }
 
 /** The durability settings in force on the connection, as SQLite reports them. */
 export interface StoragePragmas {
@@ -81,43 +78,39 @@ const guard = <A>(operation: string, f: () => A): A => {
   }
 }
 
-const configure = (db: Database, busyTimeoutMs: number): void => {
-  const journalMode = db.pragma("journal_mode = WAL", { simple: true })
-  // ":memory:" answers "memory" and runs the same code; a file must really be in WAL mode.
-  if (journalMode !== "wal" && !db.memory) {
-    throw new PersistenceError({ operation: "open", reason: `journal_mode is ${journalMode}` })
-  }
-  // FULL: every commit fsyncs the WAL, so what persist() acknowledged survives power loss.
-  db.pragma("synchronous = FULL")
-  // On macOS plain fsync leaves data in the drive's cache; elsewhere this is a no-op.
-  db.pragma("fullfsync = ON")
-  db.pragma("foreign_keys = ON")
-  db.pragma(`busy_timeout = ${Math.trunc(busyTimeoutMs)}`)
-}
-
 const prepare = (db: Database) => ({
   hardStateGet: db.prepare<[], HardStateRow>(raftSql.hardStateGet),
-  hardStatePut: db.prepare<[number, string | null, number]>(raftSql.hardStatePut),
   snapshotGet: db.prepare<[], SnapshotRow>(raftSql.snapshotGet),
   snapshotPosition: db.prepare<[], { idx: number; term: number }>(raftSql.snapshotPosition),
-  snapshotPut: db.prepare<[number, number, string, string]>(raftSql.snapshotPut),
   logLast: db.prepare<[], { idx: number; term: number }>(raftSql.logLast),
   logRange: db.prepare<[number, number], LogRow>(raftSql.logRange),
-  logInsert: db.prepare<[number, number, string]>(raftSql.logInsert),
-  logDeleteBelow: db.prepare<[number]>(raftSql.logDeleteBelow),
-  logDeleteFrom: db.prepare<[number]>(raftSql.logDeleteFrom),
   metaGet: db.prepare<[string], { value: string }>(raftSql.metaGet),
   metaPut: db.prepare<[string, string]>(raftSql.metaPut)
 })
 
 type Statements = ReturnType<typeof prepare>
 
-const isNothingToPersist = (r: PersistInput): boolean =>
-  r.snapshot === undefined &&
-  r.truncateFrom === undefined &&
-  r.entries.length === 0 &&
-  r.hardState === undefined &&
-  r.compactTo === undefined
+/**
+ * A Ready's writes as plain data, the payloads and configuration encoded to their stored JSON
+ * (once: the writer thread receives these strings as they are).
+ */
+export const toPersistRequest = (r: PersistSteps): PersistRequest => ({
+  snapshot:
+    r.snapshot === undefined
+      ? undefined
+      : {
+          index: r.snapshot.meta.index,
+          term: r.snapshot.meta.term,
+          config: encodeConfiguration(r.snapshot.meta.config),
+          data: r.snapshot.data
+        },
+  truncateFrom: r.truncateFrom,
+  indexes: r.entries.map((e) => e.index),
+  terms: r.entries.map((e) => e.term),
+  payloads: r.entries.map((e) => encodePayload(e.payload)),
+  hardState: r.hardState,
+  compactTo: r.compactTo
+})
 
 const toEntry = (row: LogRow): Entry => ({
   index: row.idx,
@@ -130,7 +123,7 @@ class SqliteRaftStorage implements RaftStorage {
     const busyTimeoutMs = options.busyTimeoutMs ?? 5000
     const db = new Database(path, { timeout: busyTimeoutMs })
     try {
-      configure(db, busyTimeoutMs)
+      configureConnection(db, busyTimeoutMs)
       migrate(db, "raft", raftMigrations)
       const storage = new SqliteRaftStorage(db, prepare(db), path)
       if (options.identity !== undefined) storage.claimIdentity(options.identity)
@@ -142,6 +135,7 @@ class SqliteRaftStorage implements RaftStorage {
   }
 
   private bootstrapped: boolean
+  private readonly writeLog: (r: PersistRequest) => void
   private readonly persistTx: Database.Transaction<(r: PersistInput) => void>
   private readonly bootstrapTx: Database.Transaction<(p: Persisted) => void>
   private readonly loadTx: Database.Transaction<() => Persisted>
@@ -152,6 +146,7 @@ class SqliteRaftStorage implements RaftStorage {
     readonly path: string
   ) {
     this.bootstrapped = this.meta(MetaKey.bootstrapped) === "1"
+    this.writeLog = makeLogWriter(db)
     this.persistTx = db.transaction((r: PersistInput) => this.write(r))
     this.bootstrapTx = db.transaction((p: Persisted) => this.writeBootstrap(p))
     this.loadTx = db.transaction(() => this.read())
@@ -260,36 +255,8 @@ class SqliteRaftStorage implements RaftStorage {
   }
 
   /** The steps of ready.ts, in its order; the caller holds the transaction. */
-  private writeSteps(r: Omit<PersistInput, "entries"> & { entries: ReadonlyArray<Entry> }): void {
-    if (r.snapshot !== undefined) this.storeSnapshot(r.snapshot)
-    if (r.truncateFrom !== undefined) this.st.logDeleteFrom.run(r.truncateFrom)
-    if (r.entries.length > 0) this.append(r.entries)
-    if (r.hardState !== undefined) this.storeHardState(r.hardState)
-    if (r.compactTo !== undefined) this.compact(r.compactTo)
-  }
-
-  private storeSnapshot(s: Snapshot): void {
-    checkSnapshotAdvances(s.meta.index, this.st.snapshotPosition.get()?.idx ?? 0)
-    const config = encodeConfiguration(s.meta.config)
-    this.st.snapshotPut.run(s.meta.index, s.meta.term, config, s.data)
-    // The snapshot replaces the log up to its index (ready.ts); entries after it stay unless
-    // the core also sends truncateFrom because they do not follow it.
-    this.st.logDeleteBelow.run(s.meta.index + 1)
-  }
-
-  private append(entries: ReadonlyArray<Entry>): void {
-    checkAppend(this.lastPosition(), entries)
-    for (const e of entries) this.st.logInsert.run(e.index, e.term, encodePayload(e.payload))
-  }
-
-  private storeHardState(h: HardState): void {
-    checkCommit(h.commit, this.lastPosition())
-    this.st.hardStatePut.run(h.term, h.vote, h.commit)
-  }
-
-  private compact(compactTo: number): void {
-    checkCompaction(compactTo, this.st.snapshotPosition.get()?.idx ?? 0)
-    this.st.logDeleteBelow.run(compactTo)
+  private writeSteps(r: PersistSteps): void {
+    this.writeLog(toPersistRequest(r))
   }
 
   private lastPosition(): LogPosition {

@@ -1,5 +1,4 @@
-import type { Entry } from "../domain/raft/types.js"
-import { assertStorage } from "./PersistenceError.js"
+import { assertStorage } from "./StorageInvariantViolation.js"
 
 /** The index and term of the last stored entry, or of the snapshot when the log is empty. */
 export interface LogPosition {
@@ -14,7 +13,7 @@ export const logOrigin: LogPosition = { index: 0, term: 0 }
  * that never go down. Anything else means the core skipped a truncation or lost track of its
  * log, and storing it would make a restart load a log that never existed.
  */
-export const checkAppend = (last: LogPosition, entries: ReadonlyArray<Entry>): void => {
+export const checkAppend = (last: LogPosition, entries: ReadonlyArray<LogPosition>): void => {
   let previous = last
   for (const entry of entries) {
     assertStorage(

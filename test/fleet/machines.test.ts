@@ -76,7 +76,8 @@ describe("machines", () => {
         const machine = yield* until(machineOn(m, "127.0.0.1"), (x) => x !== undefined)
         expect(machine).toMatchObject({ machineType: "storage", nodeStats: "running", nodeMgrPort: agent.port, totalMem: 16384 })
       }
-    }), 30_000)
+      // The refused job tried the agent for its 10 s budget: room for a loaded machine.
+    }), 90_000)
 
   it.scopedLive("two create_machine of one host: one creates it, the other fails", () =>
     Effect.gen(function* () {

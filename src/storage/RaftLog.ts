@@ -1,0 +1,328 @@
+import { Effect } from "effect"
+import * as fs from "node:fs"
+import { createRequire } from "node:module"
+import { fileURLToPath, pathToFileURL } from "node:url"
+import { Worker } from "node:worker_threads"
+import type { Persisted } from "../domain/raft/ready.js"
+import { PersistenceError, StorageInvariantViolation, toPersistenceError } from "./PersistenceError.js"
+import { MetaKey } from "./raftSchema.js"
+import {
+  openRaftStorage,
+  type PersistInput,
+  type RaftStorage,
+  type RaftStorageOptions,
+  type StoragePragmas,
+  toPersistRequest
+} from "./RaftStorage.js"
+import { type FromWriter, isNothingToPersist, type ToWriter, type WriterData, type WriterFailure } from "./raftLogWriter.js"
+
+/**
+ * How a node writes raft.db:
+ * - "worker": each Ready's transaction (and its fsync) runs on a writer thread while the event
+ *   loop goes on serving HTTP and peers; the actor waits for the commit before it goes on. The
+ *   default of a cluster_mgr process (node.ts): 1.2-3x the accepted jobs/s of "sync" at
+ *   concurrency 16-64 in bench/emit.ts, for about 10 MB more RSS (the thread's V8 isolate).
+ * - "sync": inline on the actor's thread, blocking the event loop for the fsync. The default
+ *   of in-process groups (inProcess.ts), whose members share one event loop: there the thread
+ *   did not pay (bench/raft.ts: even at 16 proposers, slower at 256, and more elections with
+ *   their 100 ms election timeout on a loaded machine). The simulator and the storage tests use
+ *   RaftStorage this way.
+ * The ordering is the same either way (ready.ts): nothing after persisting happens before the
+ * transaction committed. The environment variable CLUSTER_MGR_PERSIST=sync|worker overrides
+ * the default of both (not an explicit `persist` option).
+ */
+export type PersistMode = "sync" | "worker"
+
+/** The default of a cluster_mgr process. */
+export const defaultPersistMode: PersistMode = "worker"
+
+/** The mode CLUSTER_MGR_PERSIST names, else `fallback`. */
+export const persistModeFromEnv = (
+  fallback: PersistMode = defaultPersistMode,
+  value: string | undefined = process.env.CLUSTER_MGR_PERSIST
+): PersistMode => {
+  if (value === undefined || value === "") return fallback
+  if (value === "sync" || value === "worker") return value
+  throw new PersistenceError({ operation: "open", reason: `CLUSTER_MGR_PERSIST=${value}: expected sync or worker` })
+}
+
+/**
+ * The Raft log as the RaftNode actor uses it: synchronous start-up reads, then one `persist`
+ * per Ready. `persist` succeeds once everything is durable (committed, fsynced); it fails with
+ * the store's PersistenceError and dies on a StorageInvariantViolation (a bug in the caller).
+ */
+export interface RaftLog {
+  readonly path: string
+  readonly mode: PersistMode
+  /** Set when the mode asked for could not be used (said at start by the node's log). */
+  readonly note: string | undefined
+  /**
+   * Succeeds once the log can take writes (the writer thread opened raft.db): a node waits for
+   * it before it starts, so its first vote or append does not wait for the thread to boot.
+   */
+  readonly ready: Effect.Effect<void, PersistenceError>
+  /** What a restarted node resumes from (start-up only: before the first persist). */
+  load(): Persisted | undefined
+  /** Initialises an empty store (start-up only: before the first persist). */
+  bootstrap(persisted: Persisted): void
+  /** Writes one Ready's worth in one transaction; succeeds once it is fsynced. */
+  persist(ready: PersistInput): Effect.Effect<void, PersistenceError>
+  /** The durability settings of the connection that writes. */
+  readonly pragmas: Effect.Effect<StoragePragmas, PersistenceError>
+  /** Waits for a write in flight, then closes. Idempotent. */
+  readonly close: Effect.Effect<void>
+}
+
+export interface RaftLogOptions extends RaftStorageOptions {
+  /** Default: CLUSTER_MGR_PERSIST, else defaultPersistMode. ":memory:" is always "sync". */
+  readonly persist?: PersistMode
+}
+
+/** Runs a synchronous store call: its PersistenceError fails, anything else dies. */
+const attempt = <A>(f: () => A): Effect.Effect<A, PersistenceError> =>
+  Effect.suspend(() => {
+    try {
+      return Effect.succeed(f())
+    } catch (error) {
+      return error instanceof PersistenceError ? Effect.fail(error) : Effect.die(error)
+    }
+  })
+
+/** A RaftStorage used inline: every persist blocks the calling thread until its fsync is done. */
+export const syncRaftLog = (storage: RaftStorage, note?: string): RaftLog => ({
+  path: storage.path,
+  mode: "sync",
+  note,
+  ready: Effect.void,
+  load: () => storage.load(),
+  bootstrap: (persisted) => storage.bootstrap(persisted),
+  persist: (ready) => attempt(() => storage.persist(ready)),
+  pragmas: attempt(() => storage.pragmas()),
+  close: Effect.sync(() => storage.close())
+})
+
+/**
+ * Opens raft.db at `path` (migrating it and claiming its identity, synchronously, on this
+ * thread), then, in "worker" mode, starts the writer thread. Throws PersistenceError.
+ */
+export const openRaftLog = (path: string | ":memory:", options: RaftLogOptions = {}): RaftLog => {
+  const mode = path === ":memory:" ? "sync" : (options.persist ?? persistModeFromEnv())
+  const storage = openRaftStorage(path, options)
+  if (mode === "sync") return syncRaftLog(storage)
+  const entry = writerEntry()
+  if (!fs.existsSync(fileURLToPath(entry))) {
+    return syncRaftLog(storage, `raft.db writer thread ${fileURLToPath(entry)} is missing (incomplete build?): persisting on the main thread`)
+  }
+  try {
+    return new WorkerRaftLog(storage, entry, { path, busyTimeoutMs: options.busyTimeoutMs ?? 5000 })
+  } catch (error) {
+    storage.close()
+    throw toPersistenceError("open", error)
+  }
+}
+
+// ------------------------------------------------------------------ the writer thread
+
+/**
+ * raftLogWorker beside this module, with this module's extension: src/storage/*.ts (tsx,
+ * vitest), dist/storage/*.js (tsc), or the bundle's dist/bin/raftLogWorker.mjs.
+ */
+const writerEntry = (): URL => {
+  const here = import.meta.url
+  const ext = here.endsWith(".ts") ? ".ts" : here.endsWith(".mjs") ? ".mjs" : ".js"
+  return new URL(`./raftLogWorker${ext}`, here)
+}
+
+/** tsx's ESM API (the thread must load TypeScript too when this module runs from source). */
+const tsxApiUrl = (): string => {
+  const cjs = createRequire(import.meta.url).resolve("tsx/esm/api")
+  const mjs = cjs.replace(/\.cjs$/, ".mjs")
+  return pathToFileURL(fs.existsSync(mjs) ? mjs : cjs).href
+}
+
+const startWriter = (entry: URL, data: WriterData): Worker => {
+  if (!entry.pathname.endsWith(".ts")) return new Worker(entry, { workerData: data })
+  const boot = `import(${JSON.stringify(tsxApiUrl())}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry.href)}) })`
+  return new Worker(boot, { eval: true, workerData: data })
+}
+
+const fromFailure = (operation: string, f: WriterFailure): unknown =>
+  f.invariant
+    ? new StorageInvariantViolation(f.message)
+    : new PersistenceError({ operation, reason: f.code === undefined ? f.message : `${f.message} (${f.code})` })
+
+type Reply = Extract<FromWriter, { _tag: "Done" }>
+
+/**
+ * The main thread's side of the writer thread. Start-up reads and the bootstrap go through
+ * `startup`, this thread's connection, before the first persist, which closes it: from then on
+ * only the writer thread touches raft.db (the core keeps the log in memory; nothing reads it).
+ * Requests go one at a time (the actor awaits each), so there is at most one in flight.
+ */
+class WorkerRaftLog implements RaftLog {
+  readonly mode = "worker" as const
+  readonly note = undefined
+  readonly path: string
+  private startup: RaftStorage | undefined
+  private readonly worker: Worker
+  private readonly pending = new Map<number, (reply: Reply) => void>()
+  private seq = 0
+  /** Once set, every request fails with it: a writer that failed once is not trusted again. */
+  private failure: PersistenceError | undefined
+  private closing = false
+  private opened = false
+  private readonly onOpen: Array<() => void> = []
+  private exited = false
+  private readonly onExit: Array<() => void> = []
+
+  constructor(storage: RaftStorage, entry: URL, data: WriterData) {
+    this.path = storage.path
+    this.startup = storage
+    this.worker = startWriter(entry, data)
+    // Idle, the thread does not keep the process alive; a request in flight does (see call).
+    this.worker.unref()
+    this.worker.on("message", (m: FromWriter) => this.received(m))
+    this.worker.on("error", (e) => this.fail(`raft.db writer thread failed: ${e instanceof Error ? e.message : String(e)}`, e))
+    this.worker.on("exit", (code) => {
+      this.exited = true
+      if (!this.closing) this.fail(`raft.db writer thread exited (code ${code})`)
+      for (const k of this.onExit.splice(0)) k()
+    })
+  }
+
+  load(): Persisted | undefined {
+    return this.startupStore("load").load()
+  }
+
+  bootstrap(persisted: Persisted): void {
+    this.startupStore("bootstrap").bootstrap(persisted)
+  }
+
+  persist(ready: PersistInput): Effect.Effect<void, PersistenceError> {
+    // An empty Ready must not cost an fsync.
+    if (isNothingToPersist(ready)) return Effect.void
+    return Effect.suspend(() => {
+      let request
+      try {
+        this.endStartup()
+        // Encoded here, once: the thread stores the strings as they are.
+        request = toPersistRequest(ready)
+      } catch (error) {
+        const e = toPersistenceError("persist", error)
+        return e instanceof PersistenceError ? Effect.fail(e) : Effect.die(e)
+      }
+      return Effect.asVoid(this.call("persist", (id) => ({ _tag: "Persist", id, request })))
+    })
+  }
+
+  readonly ready: Effect.Effect<void, PersistenceError> = Effect.async<void, PersistenceError>((resume) => {
+    const settle = () => {
+      if (this.failure !== undefined) return resume(Effect.fail(this.failure))
+      resume(Effect.void)
+    }
+    if (this.opened || this.failure !== undefined) return settle()
+    this.worker.ref()
+    this.onOpen.push(() => {
+      if (this.pending.size === 0 && !this.closing) this.worker.unref()
+      settle()
+    })
+  })
+
+  readonly pragmas: Effect.Effect<StoragePragmas, PersistenceError> = Effect.suspend(() =>
+    Effect.map(this.call("pragmas", (id) => ({ _tag: "Pragmas", id })), (r) => r.value as StoragePragmas)
+  )
+
+  readonly close: Effect.Effect<void> = Effect.suspend(() => {
+    this.startup?.close()
+    this.startup = undefined
+    if (this.exited) return Effect.void
+    if (!this.closing) {
+      this.closing = true
+      // Queued after any request in flight: the thread finishes it, then closes.
+      this.worker.ref()
+      this.worker.postMessage({ _tag: "Close" } satisfies ToWriter)
+    }
+    return Effect.async<void>((resume) => {
+      if (this.exited) return resume(Effect.void)
+      // A write stuck that long (a hung disk): stop waiting, and leave the thread to the
+      // process's exit. Not worker.terminate(): ending a thread inside a better-sqlite3 call
+      // aborts the whole process (a fatal V8 error when the addon throws in a dying isolate).
+      const stuck = setTimeout(() => {
+        this.worker.unref()
+        resume(Effect.void)
+      }, 10_000)
+      this.onExit.push(() => {
+        clearTimeout(stuck)
+        resume(Effect.void)
+      })
+    })
+  })
+
+  private startupStore(operation: string): RaftStorage {
+    if (this.startup === undefined) {
+      throw new PersistenceError({ operation, reason: "start-up reads and bootstrap come before the first persist" })
+    }
+    return this.startup
+  }
+
+  /** The first write: check the store was bootstrapped, then hand raft.db to the thread alone. */
+  private endStartup(): void {
+    if (this.startup === undefined) return
+    if (this.startup.meta(MetaKey.bootstrapped) !== "1") {
+      throw new PersistenceError({ operation: "persist", reason: "store not bootstrapped" })
+    }
+    this.startup.close()
+    this.startup = undefined
+  }
+
+  private call(operation: string, make: (id: number) => ToWriter): Effect.Effect<Reply, PersistenceError> {
+    return Effect.async<Reply, PersistenceError>((resume) => {
+      if (this.failure !== undefined) return resume(Effect.fail(this.failure))
+      if (this.closing) return resume(Effect.fail(new PersistenceError({ operation, reason: "raft.db is closed" })))
+      const id = ++this.seq
+      this.pending.set(id, (reply) => {
+        if (reply.failure === undefined) return resume(Effect.succeed(reply))
+        const error = fromFailure(operation, reply.failure)
+        resume(error instanceof PersistenceError ? Effect.fail(error) : Effect.die(error))
+      })
+      if (this.pending.size === 1) this.worker.ref()
+      this.worker.postMessage(make(id))
+      // No canceller: a transaction cannot be called back. An interrupted caller (the node
+      // stopping) leaves it to finish; close() waits for it.
+    })
+  }
+
+  private received(message: FromWriter): void {
+    switch (message._tag) {
+      case "Opened":
+        this.opened = true
+        for (const k of this.onOpen.splice(0)) k()
+        return
+      case "OpenFailed":
+        this.fail(`raft.db writer thread could not open ${this.path}: ${message.failure.message}`)
+        // Safe here (see close): the thread holds no connection and runs no SQLite call.
+        void this.worker.terminate()
+        return
+      case "Done": {
+        const k = this.pending.get(message.id)
+        this.pending.delete(message.id)
+        if (this.pending.size === 0 && !this.closing) this.worker.unref()
+        k?.(message)
+        return
+      }
+    }
+  }
+
+  /** The thread failed or ended: every request in flight and every later one fails. */
+  private fail(reason: string, cause?: unknown): void {
+    this.failure ??= new PersistenceError({ operation: "persist", reason, cause })
+    const failure: WriterFailure = { invariant: false, message: this.failure.reason, code: undefined }
+    const waiting = [...this.pending.entries()]
+    this.pending.clear()
+    for (const [id, k] of waiting) k({ _tag: "Done", id, failure })
+    for (const k of this.onOpen.splice(0)) k()
+  }
+}
+
+/** A RaftLog as it is, a RaftStorage used inline (tests and the simulator pass one). */
+export const asRaftLog = (storage: RaftStorage | RaftLog): RaftLog => ("mode" in storage ? storage : syncRaftLog(storage))

@@ -1,0 +1,258 @@
+import { afterEach, describe, expect, it } from "@effect/vitest"
+import Database from "better-sqlite3"
+import { Cause, Effect, Exit, Fiber } from "effect"
+import { spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import type { Worker } from "node:worker_threads"
+import { PersistenceError, StorageInvariantViolation } from "../../src/storage/PersistenceError.js"
+import { openRaftLog, type PersistMode, persistModeFromEnv, type RaftLog } from "../../src/storage/RaftLog.js"
+import { openRaftStorage, type PersistInput } from "../../src/storage/RaftStorage.js"
+import { command, commands, config, CRASH_BATCH, fresh, makeTempDirs, nothing } from "./fixtures.js"
+
+const temp = makeTempDirs()
+const opened: Array<RaftLog> = []
+afterEach(async () => {
+  for (const log of opened.splice(0)) await Effect.runPromise(log.close)
+  temp.cleanup()
+})
+
+const open = (mode: PersistMode, file = temp.dbPath(), options: { busyTimeoutMs?: number } = {}) => {
+  const log = openRaftLog(file, { ...options, persist: mode })
+  opened.push(log)
+  return log
+}
+
+/** Loads what a fresh synchronous connection finds in `file`. */
+const loadFile = (file: string) => {
+  const storage = openRaftStorage(file)
+  try {
+    return storage.load()
+  } finally {
+    storage.close()
+  }
+}
+
+/** Every kind of step of a Ready, in an order the core could produce. */
+const readies: ReadonlyArray<PersistInput> = [
+  { ...nothing, hardState: { term: 1, vote: "n1:1", commit: 0 } },
+  { ...nothing, entries: commands(1, 6, 1), hardState: { term: 1, vote: "n1:1", commit: 2 } },
+  { ...nothing, truncateFrom: 5, entries: commands(5, 8, 2), hardState: { term: 2, vote: "n2:1", commit: 4 } },
+  { ...nothing, snapshot: { meta: { index: 4, term: 2, config }, data: "image@4" }, compactTo: 3 },
+  { ...nothing, entries: [{ index: 9, term: 2, payload: { _tag: "Config", config } }, { index: 10, term: 2, payload: { _tag: "Noop" } }] },
+  { ...nothing, hardState: { term: 2, vote: "n2:1", commit: 10 } }
+]
+
+describe.each(["sync", "worker"] as const)("RaftLog (%s)", (mode) => {
+  it.live("persists every step of each Ready; a reopened file loads what was acknowledged", () =>
+    Effect.gen(function* () {
+      const file = temp.dbPath()
+      const log = open(mode, file)
+      expect(log.mode).toBe(mode)
+      expect(log.load()).toBeUndefined()
+      log.bootstrap(fresh)
+      yield* log.ready
+      for (const ready of readies) yield* log.persist(ready)
+      yield* log.close
+      // The same Readies through the synchronous store, as the reference.
+      const reference = openRaftStorage(temp.dbPath())
+      reference.bootstrap(fresh)
+      for (const ready of readies) reference.persist(ready)
+      const expected = reference.load()
+      reference.close()
+      expect(loadFile(file)).toEqual(expected)
+      expect(expected?.entries.map((e) => e.index)).toEqual([5, 6, 7, 8, 9, 10])
+    })
+  )
+
+  it.live("an empty Ready writes nothing", () =>
+    Effect.gen(function* () {
+      const log = open(mode)
+      log.bootstrap(fresh)
+      yield* log.persist(nothing)
+      expect(Exit.isSuccess(yield* Effect.exit(log.persist(nothing)))).toBe(true)
+    })
+  )
+
+  it.live("a write that breaks the log is a defect (StorageInvariantViolation), and none of it lands", () =>
+    Effect.gen(function* () {
+      const file = temp.dbPath()
+      const log = open(mode, file)
+      log.bootstrap(fresh)
+      const before = { term: 1, vote: null, commit: 1 }
+      yield* log.persist({ ...nothing, entries: commands(1, 3, 1), hardState: before })
+      const broken = { ...nothing, truncateFrom: 2, entries: [command(2, 2), command(4, 2)], hardState: { term: 2, vote: null, commit: 2 } }
+      const exit = yield* Effect.exit(log.persist(broken))
+      expect(Exit.isFailure(exit) && Cause.isDie(exit.cause)).toBe(true)
+      if (Exit.isFailure(exit)) expect(Cause.squash(exit.cause)).toBeInstanceOf(StorageInvariantViolation)
+      yield* log.close
+      expect(loadFile(file)).toMatchObject({ hardState: before, entries: commands(1, 3, 1) })
+    })
+  )
+
+  it.live("persisting before bootstrap is a typed PersistenceError", () =>
+    Effect.gen(function* () {
+      const log = open(mode)
+      const error = yield* Effect.flip(log.persist({ ...nothing, entries: [command(1, 1)] }))
+      expect(error).toBeInstanceOf(PersistenceError)
+      expect(error.reason).toMatch(/not bootstrapped/)
+    })
+  )
+
+  it.live("a SQLite failure (the write lock held elsewhere past the busy timeout) is a typed PersistenceError", () =>
+    Effect.gen(function* () {
+      const file = temp.dbPath()
+      const log = open(mode, file, { busyTimeoutMs: 50 })
+      log.bootstrap(fresh)
+      yield* log.persist({ ...nothing, entries: commands(1, 2, 1) })
+      const other = new Database(file)
+      other.exec("BEGIN IMMEDIATE")
+      const error = yield* Effect.flip(log.persist({ ...nothing, entries: commands(3, 4, 1) }))
+      other.exec("ROLLBACK")
+      other.close()
+      expect(error).toBeInstanceOf(PersistenceError)
+      expect(error.operation).toBe("persist")
+      expect(error.message).toMatch(/locked|busy/i)
+    })
+  )
+
+  it.live("the connection that writes runs WAL with synchronous=FULL", () =>
+    Effect.gen(function* () {
+      const log = open(mode, temp.dbPath(), { busyTimeoutMs: 1234 })
+      log.bootstrap(fresh)
+      yield* log.persist({ ...nothing, entries: commands(1, 1, 1) })
+      expect(yield* log.pragmas).toEqual({ journalMode: "wal", synchronous: 2, foreignKeys: true, busyTimeoutMs: 1234 })
+    })
+  )
+})
+
+describe("RaftLog on a writer thread", () => {
+  it.live("start-up reads come before the first persist; after it only the thread touches raft.db", () =>
+    Effect.gen(function* () {
+      const log = open("worker")
+      log.bootstrap(fresh)
+      yield* log.persist({ ...nothing, entries: commands(1, 1, 1) })
+      expect(() => log.load()).toThrow(PersistenceError)
+      expect(() => log.bootstrap(fresh)).toThrow(PersistenceError)
+    })
+  )
+
+  it.live("close waits for the write in flight: a reopened file has it", () =>
+    Effect.gen(function* () {
+      const file = temp.dbPath()
+      const log = open("worker", file)
+      log.bootstrap(fresh)
+      yield* log.ready
+      const inFlight = yield* Effect.fork(log.persist({ ...nothing, entries: commands(1, 500, 1), hardState: { term: 1, vote: null, commit: 500 } }))
+      yield* Effect.yieldNow()
+      yield* log.close
+      expect(Exit.isSuccess(yield* Fiber.await(inFlight))).toBe(true)
+      expect(loadFile(file)?.entries.length).toBe(500)
+      // Closed: later writes fail, typed.
+      expect(yield* Effect.flip(log.persist({ ...nothing, entries: [command(501, 1)] }))).toBeInstanceOf(PersistenceError)
+    })
+  )
+
+  it.live("when the thread fails, the write in flight and every later one fail with PersistenceError", () =>
+    Effect.gen(function* () {
+      const file = temp.dbPath()
+      const log = open("worker", file, { busyTimeoutMs: 1000 })
+      log.bootstrap(fresh)
+      yield* log.persist({ ...nothing, entries: commands(1, 1, 1) })
+      // The write in flight waits for a lock held here; meanwhile the thread reports an error
+      // (as an uncaught exception or running out of memory would).
+      const other = new Database(file)
+      other.exec("BEGIN IMMEDIATE")
+      const inFlight = yield* Effect.fork(log.persist({ ...nothing, entries: commands(2, 3, 1) }))
+      yield* Effect.sleep("50 millis")
+      const worker = (log as unknown as { worker: Worker }).worker
+      worker.emit("error", new Error("simulated"))
+      other.exec("ROLLBACK")
+      other.close()
+      const first = yield* Effect.flip(Fiber.join(inFlight))
+      expect(first).toBeInstanceOf(PersistenceError)
+      expect(first.reason).toMatch(/writer thread failed: simulated/)
+      // Its late answer changes nothing: a writer that failed once is not trusted again.
+      yield* Effect.sleep("50 millis")
+      const later = yield* Effect.flip(log.persist({ ...nothing, entries: [command(2, 1)] }))
+      expect(later.reason).toMatch(/writer thread failed: simulated/)
+    })
+  )
+
+  it.live("when the thread is gone, every write fails with PersistenceError", () =>
+    Effect.gen(function* () {
+      const log = open("worker")
+      log.bootstrap(fresh)
+      yield* log.persist({ ...nothing, entries: commands(1, 1, 1) })
+      // Idle: ending it now is safe (see RaftLog.close).
+      yield* Effect.promise(() => (log as unknown as { worker: Worker }).worker.terminate())
+      const error = yield* Effect.flip(log.persist({ ...nothing, entries: [command(2, 1)] }))
+      expect(error.reason).toMatch(/writer thread exited/)
+    })
+  )
+
+  it.live("a thread that cannot open raft.db fails `ready` (the node does not start) and every write", () =>
+    Effect.gen(function* () {
+      const file = temp.dbPath()
+      const log = open("worker", file)
+      // Before the thread (still booting) opens it, the path becomes a directory.
+      fs.rmSync(file)
+      fs.mkdirSync(file)
+      const error = yield* Effect.flip(log.ready)
+      expect(error).toBeInstanceOf(PersistenceError)
+      expect(error.reason).toMatch(/could not open/)
+      log.bootstrap(fresh)
+      expect(yield* Effect.flip(log.persist({ ...nothing, entries: [command(1, 1)] }))).toBeInstanceOf(PersistenceError)
+    })
+  )
+
+  it("CLUSTER_MGR_PERSIST picks the mode; anything else is refused", () => {
+    expect(persistModeFromEnv("worker", "sync")).toBe("sync")
+    expect(persistModeFromEnv("sync", "worker")).toBe("worker")
+    expect(persistModeFromEnv("sync", "")).toBe("sync")
+    expect(persistModeFromEnv("worker", undefined)).toBe("worker")
+    expect(() => persistModeFromEnv("worker", "async")).toThrow(PersistenceError)
+  })
+
+  it(":memory: is always synchronous (a second connection would see another database)", () => {
+    const log = openRaftLog(":memory:", { persist: "worker" })
+    opened.push(log)
+    expect(log.mode).toBe("sync")
+  })
+})
+
+describe("crash, through the writer thread", () => {
+  const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
+  const writer = path.join(repoRoot, "test/storage/crashWriterWorker.ts")
+
+  const writeUntilKilled = (file: string, acksMin: number): Promise<number> =>
+    new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, ["--import", "tsx", writer, file], { cwd: repoRoot })
+      let acked = 0
+      let buffered = ""
+      let stderr = ""
+      child.stdout.on("data", (chunk: Buffer) => {
+        const lines = (buffered + chunk.toString()).split("\n")
+        buffered = lines.pop() ?? ""
+        for (const line of lines) acked = Math.max(acked, Number(line))
+        if (acked >= acksMin * CRASH_BATCH) child.kill("SIGKILL")
+      })
+      child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
+      child.on("error", reject)
+      child.on("exit", (_code, signal) =>
+        signal === "SIGKILL" ? resolve(acked) : reject(new Error(`writer exited early: ${stderr}`))
+      )
+    })
+
+  it("everything acknowledged before a SIGKILL is there after reopening, whole batches only", async () => {
+    const file = temp.dbPath()
+    const acked = await writeUntilKilled(file, 200)
+    const loaded = loadFile(file)
+    const last = loaded?.entries.at(-1)?.index ?? 0
+    expect(last).toBeGreaterThanOrEqual(acked)
+    expect(last % CRASH_BATCH).toBe(0)
+    expect(loaded?.entries).toEqual(commands(1, last, 1))
+    expect(loaded?.hardState).toEqual({ term: 1, vote: "n1:1", commit: last })
+  })
+})
