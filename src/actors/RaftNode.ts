@@ -8,6 +8,7 @@ import type { Journal } from "../storage/Journal.js"
 import { asRaftLog, type RaftLog } from "../storage/RaftLog.js"
 import type { RaftStorage } from "../storage/RaftStorage.js"
 import { metrics } from "./metrics.js"
+import { TransportControl } from "./TransportControl.js"
 import { type AppliedEntry, StateMachine } from "./StateMachine.js"
 import { type Inbound, Transport } from "./Transport.js"
 
@@ -112,7 +113,9 @@ class Actor {
     readonly settings: RaftNodeSettings,
     readonly transport: Context.Tag.Service<Transport>,
     readonly leadership: SubscriptionRef.SubscriptionRef<Leadership>,
-    readonly appliedHub: PubSub.PubSub<AppliedEntry>
+    readonly appliedHub: PubSub.PubSub<AppliedEntry>,
+    /** The test-only slow-disk fault (0 unless fault injection is on and set). */
+    readonly diskDelayMs: Effect.Effect<number>
   ) {}
 
   handleBatch(inputs: Iterable<Input>): Effect.Effect<void> {
@@ -216,7 +219,10 @@ class Actor {
    * did): a node that cannot persist must not acknowledge anything.
    */
   private persist(ready: Ready): Effect.Effect<void> {
-    return this.log.persist(ready).pipe(
+    const writes = ready.entries.length > 0 || ready.hardState !== undefined || ready.snapshot !== undefined
+    const slowDisk = writes ? Effect.flatMap(this.diskDelayMs, (ms) => (ms > 0 ? Effect.sleep(ms) : Effect.void)) : Effect.void
+    return slowDisk.pipe(
+      Effect.zipRight(this.log.persist(ready)),
       Effect.orDie,
       Effect.map(() => {
         const last = ready.entries.at(-1)
@@ -363,7 +369,14 @@ export const makeRaftNode = (settings: RaftNodeSettings) =>
     const leadership = yield* SubscriptionRef.make<Leadership>({ role: initial.role, term: initial.term, leader: initial.leader })
     const appliedHub = yield* PubSub.unbounded<AppliedEntry>()
     const inbox = yield* Queue.unbounded<Input>()
-    const actor = new Actor(core, sm, log, settings, transport, leadership, appliedHub)
+    const control = yield* Effect.serviceOption(TransportControl)
+    // Production transports refuse faults: then the hot path never asks.
+    const injectable = Option.isSome(control) && (yield* Effect.either(control.value.current()))._tag === "Right"
+    const diskDelayMs =
+      injectable && Option.isSome(control)
+        ? control.value.current().pipe(Effect.map((f) => f.diskDelayMs), Effect.orElseSucceed(() => 0))
+        : Effect.succeed(0)
+    const actor = new Actor(core, sm, log, settings, transport, leadership, appliedHub, diskDelayMs)
     // The writer thread boots while the journal and the log are read; start once it is up.
     yield* Effect.orDie(log.ready)
     const annotate = <A, E, R>(eff: Effect.Effect<A, E, R>) =>

@@ -2,16 +2,19 @@ import { Context, Data, Effect, Ref } from "effect"
 
 /**
  * Faults a test injects into a transport, Jepsen style: messages to and from blocked peers are
- * dropped (a partition), messages to and from delayed peers are held back (a slow link).
+ * dropped (a partition), messages to and from delayed peers are held back (a slow link); and into
+ * the node's disk: its raft.db writes wait (a slow fsync).
  */
 export interface Faults {
   /** Every peer is blocked, including peers first contacted later. */
   readonly blockedAll: boolean
   readonly blocked: ReadonlySet<string>
   readonly delaysMs: ReadonlyMap<string, number>
+  /** A slow disk: every raft.db write of the node waits this long before it starts. */
+  readonly diskDelayMs: number
 }
 
-export const noFaults: Faults = { blockedAll: false, blocked: new Set(), delaysMs: new Map() }
+export const noFaults: Faults = { blockedAll: false, blocked: new Set(), delaysMs: new Map(), diskDelayMs: 0 }
 
 export const isBlocked = (faults: Faults, peer: string): boolean => faults.blockedAll || faults.blocked.has(peer)
 
@@ -33,6 +36,8 @@ export interface TransportFaults {
   readonly heal: () => Effect.Effect<void, FaultInjectionDisabled>
   /** Holds messages to and from `peer` back by `ms`; 0 removes the delay. */
   readonly delayMs: (peer: string, ms: number) => Effect.Effect<void, FaultInjectionDisabled>
+  /** Makes every raft.db write wait `ms` first (a slow fsync); 0 removes it. */
+  readonly diskDelayMs: (ms: number) => Effect.Effect<void, FaultInjectionDisabled>
   /** What is injected now, for a status endpoint. */
   readonly current: () => Effect.Effect<Faults, FaultInjectionDisabled>
 }
@@ -61,7 +66,7 @@ const withDelay = (faults: Faults, peer: string, ms: number): Faults => {
 export const makeControl = (faults: Ref.Ref<Faults> | undefined): TransportFaults => {
   if (faults === undefined) {
     const refuse = () => Effect.fail(new FaultInjectionDisabled())
-    return { block: refuse, unblock: refuse, blockAll: refuse, heal: refuse, delayMs: refuse, current: refuse }
+    return { block: refuse, unblock: refuse, blockAll: refuse, heal: refuse, delayMs: refuse, diskDelayMs: refuse, current: refuse }
   }
   return {
     block: (peer) => Ref.update(faults, (f) => withBlocked(f, peer, true)),
@@ -69,6 +74,7 @@ export const makeControl = (faults: Ref.Ref<Faults> | undefined): TransportFault
     blockAll: () => Ref.update(faults, (f) => ({ ...f, blockedAll: true })),
     heal: () => Ref.set(faults, noFaults),
     delayMs: (peer, ms) => Ref.update(faults, (f) => withDelay(f, peer, ms)),
+    diskDelayMs: (ms) => Ref.update(faults, (f) => ({ ...f, diskDelayMs: Math.max(0, ms) })),
     current: () => Ref.get(faults)
   }
 }

@@ -84,7 +84,8 @@ class BadFault extends Data.TaggedError("BadFault")<{ readonly message: string }
 
 /**
  * Test only (raft_fault_injection = true): `{"action":"block"|"unblock","peer":"ip:port"}`,
- * `{"action":"blockAll"}`, `{"action":"heal"}`, `{"action":"delay","peer":"ip:port","ms":N}`.
+ * `{"action":"blockAll"}`, `{"action":"heal"}`, `{"action":"delay","peer":"ip:port","ms":N}`,
+ * `{"action":"diskDelay","ms":N}` (every raft.db write waits N ms first: a slow disk).
  * Jepsen-style tests partition real processes through it.
  */
 const applyFault = (c: TransportFaults, body: string): Effect.Effect<unknown, BadFault | FaultInjectionDisabled> => {
@@ -111,8 +112,12 @@ const applyFault = (c: TransportFaults, body: string): Effect.Effect<unknown, Ba
         return typeof spec.ms === "number" && spec.ms >= 0
           ? needPeer((p) => c.delayMs(p, spec.ms as number))
           : Effect.fail(new BadFault({ message: "ms must be a number >= 0" }))
+      case "diskDelay":
+        return typeof spec.ms === "number" && spec.ms >= 0
+          ? c.diskDelayMs(spec.ms)
+          : Effect.fail(new BadFault({ message: "ms must be a number >= 0" }))
       default:
-        return Effect.fail(new BadFault({ message: "action must be block, unblock, blockAll, heal or delay" }))
+        return Effect.fail(new BadFault({ message: "action must be block, unblock, blockAll, heal, delay or diskDelay" }))
     }
   })()
   return Effect.zipRight(run, Effect.map(c.current(), describeFaults))
@@ -121,5 +126,6 @@ const applyFault = (c: TransportFaults, body: string): Effect.Effect<unknown, Ba
 const describeFaults = (f: Faults) => ({
   blockedAll: f.blockedAll,
   blocked: [...f.blocked],
-  delaysMs: Object.fromEntries(f.delaysMs)
+  delaysMs: Object.fromEntries(f.delaysMs),
+  diskDelayMs: f.diskDelayMs
 })

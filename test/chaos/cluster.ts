@@ -74,6 +74,8 @@ export class ChaosCluster {
   readonly blocks = new Map<string, Set<string>>()
   /** Per node: delayed peers and their delay. */
   readonly delays = new Map<string, Map<string, number>>()
+  /** Per node: its slow-disk delay. */
+  readonly diskDelays = new Map<string, number>()
   /** When each node could not answer (killed, restarting, paused): requests then may hang or fail. */
   readonly outages: Array<{ node: string; from: number; to: number }> = []
   private readonly openOutages = new Map<string, number>()
@@ -240,6 +242,13 @@ export class ChaosCluster {
     await this.fault(on, { action: "unblock", peer: peer.node.raft })
   }
 
+  /** Every raft.db write of `on` waits `ms` first (a slow disk); 0 removes it. */
+  async diskDelay(on: ChaosNode, ms: number): Promise<void> {
+    if (ms > 0) this.diskDelays.set(on.node.raft, ms)
+    else this.diskDelays.delete(on.node.raft)
+    await this.fault(on, { action: "diskDelay", ms })
+  }
+
   async delay(on: ChaosNode, peer: ChaosNode, ms: number): Promise<void> {
     let d = this.delays.get(on.node.raft)
     if (d === undefined) this.delays.set(on.node.raft, (d = new Map()))
@@ -275,13 +284,15 @@ export class ChaosCluster {
   private async reapply(c: ChaosNode): Promise<void> {
     const blocked = this.blocks.get(c.node.raft) ?? new Set()
     const delayed = this.delays.get(c.node.raft) ?? new Map()
-    if (blocked.size === 0 && delayed.size === 0) {
+    const disk = this.diskDelays.get(c.node.raft) ?? 0
+    if (blocked.size === 0 && delayed.size === 0 && disk === 0) {
       await this.fault(c, { action: "heal" })
       return
     }
     await this.fault(c, { action: "heal" })
     for (const peer of blocked) await this.fault(c, { action: "block", peer })
     for (const [peer, ms] of delayed) await this.fault(c, { action: "delay", peer, ms })
+    if (disk > 0) await this.fault(c, { action: "diskDelay", ms: disk })
     this.log(`re-applied faults on ${c.node.name}: blocks ${[...blocked].map((p) => this.name(p)).join(",") || "-"}${delayed.size ? `, delays ${[...delayed].map(([p, ms]) => `${this.name(p)}:${ms}ms`).join(",")}` : ""}`)
   }
 
@@ -294,6 +305,7 @@ export class ChaosCluster {
     for (const c of this.all) if (c.paused) await this.resume(c)
     this.blocks.clear()
     this.delays.clear()
+    this.diskDelays.clear()
     await Promise.all(this.all.filter((c) => c.down || c.starting).map((c) => this.restart(c)))
     const dead = this.all.filter((c) => c.down)
     if (dead.length > 0) throw new Error(`could not restart ${dead.map((c) => c.node.name).join(", ")}`)
@@ -302,7 +314,7 @@ export class ChaosCluster {
       for (let attempt = 0; attempt < 20 && !healed; attempt++) {
         const r = await this.fault(c, { action: "heal" }, 3000)
         const f = r?.json?.faults
-        healed = r?.httpStatus === 200 && f?.blockedAll === false && f?.blocked?.length === 0 && Object.keys(f?.delaysMs ?? {}).length === 0
+        healed = r?.httpStatus === 200 && f?.blockedAll === false && f?.blocked?.length === 0 && Object.keys(f?.delaysMs ?? {}).length === 0 && (f?.diskDelayMs ?? 0) === 0
         if (!healed) await sleep(200)
       }
       if (!healed) throw new Error(`${c.node.name} did not confirm heal`)

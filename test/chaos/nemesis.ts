@@ -19,7 +19,7 @@ import type { Recorder } from "./history.js"
  * that the other side keeps sending. A true one-way partition cannot be expressed (see README).
  */
 
-export const primaryKinds = ["kill", "pause", "partition", "slow"] as const
+export const primaryKinds = ["kill", "pause", "partition", "slow", "disk"] as const
 export const overlayKinds = ["transfer", "churn"] as const
 export type NemesisKind = (typeof primaryKinds)[number] | (typeof overlayKinds)[number]
 export const allKinds: ReadonlyArray<NemesisKind> = [...primaryKinds, ...overlayKinds]
@@ -138,6 +138,20 @@ export class Nemesis {
       }
       case "partition":
         return this.partition()
+      case "disk": {
+        // A slow disk: every raft.db write (fsync) of the victim, often the leader, waits.
+        const leader = this.rng.chance(0.5)
+        const victim = leader ? leaderOr() : this.rng.pick(members)
+        if (!up(victim)) return undefined
+        const ms = this.rng.range(5, 80)
+        this.count(leader ? "slow-disk-leader" : "slow-disk-random")
+        c.log(`nemesis slow disk of ${victim.node.name}: ${ms} ms per write`)
+        await c.diskDelay(victim, ms)
+        return async () => {
+          c.log(`nemesis slow disk of ${victim.node.name}: removed`)
+          await c.diskDelay(victim, 0)
+        }
+      }
       case "slow": {
         const victim = this.rng.pick(members)
         const ms = this.rng.range(20, 150)
