@@ -169,10 +169,15 @@ describe("control_instance", () => {
         userName: "t",
         paras: { hostaddr: "127.0.0.1", port: "57003", control: "restart" }
       })
-      // The old leader recorded the restart step and is waiting for the agent: kill it there.
+      // The old leader recorded the restart step and its request reached the agent, which is
+      // restarting the instance: stop that leader there.
       yield* until(
         Effect.map(leader.node.localState, (s) => HashMap.get(s.jobs, id)),
         (j) => Option.isSome(j) && (j.value.memo as { step?: string } | null)?.step === "restarting"
+      )
+      yield* until(
+        Effect.sync(() => agent.count("control_instance")),
+        (n) => n >= 1
       )
       yield* leader.stop
       const rest = g.members.filter((m) => m !== leader)
