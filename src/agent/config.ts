@@ -1,6 +1,6 @@
 import { Either, ParseResult, Schema } from "effect"
 import * as path from "node:path"
-import { cnfErrorAt as errorAt, type ConfigError, fieldDoc, lexCnf } from "../domain/cnf.js"
+import { cnfErrorAt as errorAt, type ConfigError, documented, fieldDoc, lexCnf, optional, withDefault, Word } from "../domain/cnf.js"
 import { firstIssue, mustBe } from "../domain/emit/errors.js"
 import { isIpv4 } from "./protocol.js"
 
@@ -13,8 +13,6 @@ import { isIpv4 } from "./protocol.js"
 const textWhere = (expected: string, test: (text: string) => boolean) =>
   Schema.String.pipe(Schema.filter(test)).annotations(mustBe(expected))
 
-/** A value ends at the first whitespace and `#` starts a comment, so neither can be in one. */
-const Word = textWhere("a value without spaces or #", (text) => text.length > 0 && !/[\s#]/.test(text))
 
 const integerText = (min: number, max: number, expected: string) =>
   Schema.transformOrFail(Schema.String, Schema.Int, {
@@ -66,14 +64,6 @@ const Password = textWhere("1..64 characters from A-Z a-z 0-9 _ . - + = @ % ^ ~ 
 
 const AbsoluteDir = textWhere("an absolute path without spaces or #", (text) => text.startsWith("/") && !/[\s#]/.test(text))
 
-const documented = <S extends Schema.Schema.Any>(doc: string, schema: S) =>
-  Schema.propertySignature(schema).annotations({ description: doc })
-
-const withDefault = <A, I>(doc: string, schema: Schema.Schema<A, I>, value: A) =>
-  Schema.optionalWith(schema, { exact: true, default: () => value }).annotations({ description: doc })
-
-const optional = <A, I>(doc: string, schema: Schema.Schema<A, I>) =>
-  Schema.optionalWith(schema, { exact: true }).annotations({ description: doc })
 
 export const defaultHttpPort = 58010
 export const defaultReplicationPassword = "repl_pwd"

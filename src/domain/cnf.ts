@@ -1,4 +1,5 @@
-import { Data, Either, Option, type Schema, SchemaAST } from "effect"
+import { Data, Either, Option, Schema, SchemaAST } from "effect"
+import { textWhere } from "./emit/commands.js"
 import { excerpt } from "./emit/errors.js"
 
 /**
@@ -74,3 +75,17 @@ export const fieldDoc = (field: Schema.Struct.Field): string => {
   const annotated = ast._tag === "PropertySignatureTransformation" && ast.to !== undefined ? ast.to : ast
   return Option.getOrElse(SchemaAST.getDescriptionAnnotation(annotated), () => "")
 }
+
+// Key declarations: each key's description is its documentation.
+
+export const documented = <S extends Schema.Schema.Any>(doc: string, schema: S) =>
+  Schema.propertySignature(schema).annotations({ description: doc })
+
+export const withDefault = <A, I>(doc: string, schema: Schema.Schema<A, I>, value: A) =>
+  Schema.optionalWith(schema, { exact: true, default: () => value }).annotations({ description: doc })
+
+export const optional = <A, I>(doc: string, schema: Schema.Schema<A, I>) =>
+  Schema.optionalWith(schema, { exact: true }).annotations({ description: doc })
+
+/** A value ends at the first whitespace and `#` starts a comment, so neither can be in one. */
+export const Word = textWhere("a value without spaces or #", (text) => text.length > 0 && !/[\s#]/.test(text))

@@ -1,6 +1,6 @@
 import { Either, ParseResult, Schema } from "effect"
-import { type CnfSetting, cnfErrorAt as errorAt, ConfigError, fieldDoc, lexCnf } from "./cnf.js"
-import { Host, Port, PositiveInt, splitEndpoint, textWhere } from "./emit/commands.js"
+import { type CnfSetting, cnfErrorAt as errorAt, ConfigError, documented, fieldDoc, lexCnf, optional, withDefault, Word } from "./cnf.js"
+import { Host, Port, PositiveInt, splitEndpoint } from "./emit/commands.js"
 import { excerpt, firstIssue, mustBe } from "./emit/errors.js"
 
 export { ConfigError }
@@ -9,8 +9,6 @@ export { ConfigError }
 // Value schemas: each decodes the text of a value and encodes back to it (for renderConfig).
 // ---------------------------------------------------------------------------------------------
 
-/** A value ends at the first whitespace and `#` starts a comment, so neither can be in one. */
-const Word = textWhere("a value without spaces or #", (text) => text.length > 0 && !/[\s#]/.test(text))
 
 const truths: Record<string, boolean> = { true: true, false: false, on: true, off: false, "1": true, "0": false }
 
@@ -63,14 +61,6 @@ const MemberList = Schema.transformOrFail(Schema.String, Schema.Array(Schema.Str
   encode: (members) => ParseResult.succeed(members.map((member) => `${member}:0,`).join(""))
 })
 
-const documented = <S extends Schema.Schema.Any>(doc: string, schema: S) =>
-  Schema.propertySignature(schema).annotations({ description: doc })
-
-const withDefault = <A, I>(doc: string, schema: Schema.Schema<A, I>, value: A) =>
-  Schema.optionalWith(schema, { exact: true, default: () => value }).annotations({ description: doc })
-
-const optional = <A, I>(doc: string, schema: Schema.Schema<A, I>) =>
-  Schema.optionalWith(schema, { exact: true }).annotations({ description: doc })
 
 // ---------------------------------------------------------------------------------------------
 // The keys. Each one's description is its documentation and the comment renderConfig writes.
