@@ -49,6 +49,7 @@ const settingsOf = (c: Config, dataDir: string) => {
     raft: {
       ...defaultRaftOptions(c.raft_group_id, self, seedOf(self)),
       electionTicks: ticks(c.raft_election_timeout_ms, t),
+      electionJitterTicks: ticks(c.raft_election_jitter_ms ?? c.raft_heartbeat_interval_ms, t),
       heartbeatTicks: ticks(c.raft_heartbeat_interval_ms, t),
       preVote: c.raft_pre_vote,
       leaseRead: c.raft_lease_read,

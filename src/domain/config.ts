@@ -81,9 +81,13 @@ const ConfigFields = Schema.Struct({
   check_shard_interval: optional("Accepted for Klustron compatibility (seconds); unused.", PositiveInt),
   raft_tick_ms: withDefault("Length of one Raft tick; every Raft timeout is counted in ticks.", PositiveInt, 10),
   raft_election_timeout_ms: withDefault(
-    "A follower that hears no leader for this long (randomised up to 2x) starts an election. Klustron: 5000.",
+    "A follower that hears no leader for this long (plus a random part below raft_election_jitter_ms) starts an election. Klustron: 5000.",
     PositiveInt,
     1000
+  ),
+  raft_election_jitter_ms: optional(
+    "Width of the random part of the election timeout; default raft_heartbeat_interval_ms. A pause or partition of the leader is noticed within timeout + jitter; a narrow range risks split votes.",
+    PositiveInt
   ),
   raft_heartbeat_interval_ms: withDefault(
     "The leader's heartbeat period; must be less than raft_election_timeout_ms.",

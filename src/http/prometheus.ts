@@ -16,8 +16,24 @@ export const renderPrometheus: Effect.Effect<string> = Effect.map(Metric.snapsho
     lines.push(`# TYPE ${name} ${typeOf(list[0].metricState)}`)
     for (const p of list) lines.push(...render(name, labels(p), p.metricState))
   }
+  lines.push(...processLines())
   return lines.join("\n") + "\n"
 })
+
+/**
+ * The process's memory, in the names Prometheus client libraries use, read when scraped: RSS
+ * beside the V8 heap tells a JS leak from native growth (SQLite caches, allocator arenas).
+ */
+const processLines = (): Array<string> => {
+  const m = process.memoryUsage()
+  const gauge = (name: string, help: string, value: number) => [`# HELP ${name} ${help}`, `# TYPE ${name} gauge`, `${name} ${value}`]
+  return [
+    ...gauge("process_resident_memory_bytes", "Resident memory size in bytes.", m.rss),
+    ...gauge("nodejs_heap_size_total_bytes", "V8 heap size reserved, in bytes.", m.heapTotal),
+    ...gauge("nodejs_heap_size_used_bytes", "V8 heap size in use, in bytes.", m.heapUsed),
+    ...gauge("nodejs_external_memory_bytes", "Memory of C++ objects bound to JS objects, in bytes.", m.external)
+  ]
+}
 
 const typeOf = (s: MetricState.MetricState.Untyped): string =>
   MetricState.isCounterState(s) ? "counter" : MetricState.isGaugeState(s) ? "gauge" : MetricState.isHistogramState(s) ? "histogram" : "untyped"

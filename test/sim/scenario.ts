@@ -81,7 +81,8 @@ export const drawOptions = (seed: number, overrides: RunOverrides = {}): Scenari
 /**
  * Raft tunables around the simulator's defaults (frequent small snapshots in small chunks):
  * batching and windows from one at a time to wide, PreVote and CheckQuorum mostly on, and
- * lease reads sometimes (only with CheckQuorum and no clock drift, which leases assume).
+ * lease reads sometimes (only with CheckQuorum and no clock drift, which leases assume), and
+ * election jitter from Raft's classic full range down to two ticks.
  */
 const drawTunables = (r: Prng): RaftTunables => {
   const checkQuorum = r.chance(0.85)
@@ -97,7 +98,9 @@ const drawTunables = (r: Prng): RaftTunables => {
     snapshotChunkBytes: r.pick([32, 64, 128]),
     maxInflightSnapshotChunks: r.pick([1, 2, 8]),
     maxInflightAppends,
-    maxEntriesPerAppend
+    maxEntriesPerAppend,
+    // Classic [T, 2T) or the narrow range the nodes use (a few ticks: more split votes).
+    electionJitterTicks: r.pick([10, 3, 2])
   }
 }
 

@@ -394,7 +394,7 @@ export class RaftCore {
   }
 
   private resetElectionTimeout(): void {
-    this.randomizedTimeout = this.opts.electionTicks + this.prng.int(this.opts.electionTicks)
+    this.randomizedTimeout = this.opts.electionTicks + this.prng.int(Math.max(1, this.opts.electionJitterTicks))
   }
 
   // ---------------------------------------------------------------- roles
@@ -480,6 +480,11 @@ export class RaftCore {
     this.electionElapsed = 0
     this.heartbeatElapsed = 0
     this.progress.clear()
+    // Heartbeat rounds count afresh in each term (acknowledgements of an earlier term are
+    // dropped by term): a round left over from an earlier leadership would make the first reads
+    // wait for the next periodic heartbeat instead of starting a round at once.
+    this.hbRound = 0
+    this.roundSentTick.clear()
     for (const p of members(this.config)) this.ensureProgress(p)
     this.ensureProgress(this.id)
     this.selfProgress().acknowledge(this.stableIndex)

@@ -5,8 +5,14 @@
 export interface RaftOptions {
   readonly group: string
   readonly id: string
-  /** Election timeout is drawn uniformly from [electionTicks, 2 * electionTicks). */
+  /** Election timeout is drawn uniformly from [electionTicks, electionTicks + electionJitterTicks). */
   readonly electionTicks: number
+  /**
+   * Width of the election timeout's random range. Raft's classic choice is electionTicks (up to
+   * 2x); a narrower range bounds failover after a pause or partition by electionTicks + jitter,
+   * at the price of more split votes when the range holds few ticks.
+   */
+  readonly electionJitterTicks: number
   readonly heartbeatTicks: number
   readonly preVote: boolean
   readonly checkQuorum: boolean
@@ -37,6 +43,7 @@ export const defaultRaftOptions = (group: string, id: string, seed: number): Raf
   group,
   id,
   electionTicks: 10,
+  electionJitterTicks: 10,
   heartbeatTicks: 1,
   preVote: true,
   checkQuorum: true,
