@@ -11,8 +11,15 @@
  *    is restarted and has rejoined before the next kill.
  * 3. The same against a 3-member etcd (Debian's etcd-server, installed when missing, default
  *    settings): puts through the HTTP/JSON gateway, unique keys, 100-byte values.
- * 4. One table: figure, cluster_mgr, etcd, ratio, target (issue 7); RSS per cluster_mgr process
- *    idle and at concurrency 64; time from spawn until a node serves its status.
+ * 4. Operations (bench/ops.ts), each system on a fresh group after its run above:
+ *    transfer_leader Emit -> get_status done (BENCH_TRANSFERS, default 20; etcd: the
+ *    transfer-leadership call), failover when the leader is paused with SIGSTOP under load at
+ *    concurrency 16 (BENCH_PAUSES, default 5; target: election timeout + 2 heartbeats from the
+ *    cnf defaults), then BENCH_FILL accepted jobs (default 100000; puts for etcd) and on that
+ *    group: a follower restarted after SIGTERM and after kill -9 (spawn -> serves status), and
+ *    (cluster_mgr) add_peer of a 4th node on an empty data directory, Emit -> done.
+ * 5. One table (bench/table.ts): figure, cluster_mgr, etcd, ratio, target (issue 7); RSS per
+ *    cluster_mgr process idle and at concurrency 64; time from spawn until a node serves status.
  *
  * The nodes run the bundled build through bin/cluster_mgr.mjs, as `npx cluster_mgr` does (the
  * bench runs `npm run build` first when the bundle is missing or older than src/).
@@ -20,14 +27,20 @@
  * Every spawned process is killed by pid on exit (also on errors, SIGINT and a watchdog).
  *
  * Knobs (env): BENCH_SECONDS, BENCH_KILLS (0: no failover), BENCH_LEVELS ("1,16,64"),
- * BENCH_ETCD=0 (skip etcd), and for experiments on cluster_mgr: BENCH_CM_CNF ("key=value,..."
- * appended to each cnf), BENCH_CM_NODE_ARGS (node flags, e.g. "--cpu-prof --cpu-prof-dir=D"),
- * BENCH_CM_BIN (another checkout's bin/cluster_mgr.mjs, for A/B runs).
+ * BENCH_ETCD=0 (skip etcd), BENCH_OPS=0 (skip the operations), BENCH_TRANSFERS, BENCH_PAUSES,
+ * BENCH_FILL (accepted jobs; a job adds one to three log entries, as the scheduler's commits
+ * batch, so the restart and add_peer rows name the index they ran at: BENCH_FILL=1000000 puts
+ * add_peer behind well over 1,000,000 entries), and for experiments on cluster_mgr:
+ * BENCH_CM_CNF ("key=value,..." appended to each cnf), BENCH_CM_NODE_ARGS (node flags, e.g.
+ * "--cpu-prof --cpu-prof-dir=D"), BENCH_CM_BIN (another checkout's bin/cluster_mgr.mjs, for A/B
+ * runs).
  */
 import * as os from "node:os"
 import * as fs from "node:fs"
 import { keepAliveAgent, type LoadResult, runLoad, sleep, startLoad } from "./loadgen.js"
 import { installCleanup, kill9, killAndWait, median, pssMb, removeDir, rssMb } from "./procs.js"
+import { FILL, measureOps, OPS, opsNotes, opsRows, type OpsFigures, opsWatchdogMs, PAUSES, TRANSFERS } from "./ops.js"
+import { fmt, renderTable, type Row } from "./table.js"
 import { ClusterMgr, cmRunsBundle, ensureCmBundle, Etcd, ensureEtcd, type System, waitLeader, waitRejoined, waitStableLeader } from "./systems.js"
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5)
@@ -36,7 +49,8 @@ const LEVELS = (process.env.BENCH_LEVELS ?? "1,16,64").split(",").map(Number)
 const FAILOVER_CONCURRENCY = 16
 const WARMUP_MS = Math.min(1000, SECONDS * 200)
 /** Worst case per kill: 60 s for a stable leader, 20 s each for the first accept and the new leader, 60 s for the restart, 30 s for the rejoin. */
-installCleanup((2 * LEVELS.length * (SECONDS + 2) + 2 * KILLS * 200 + 600) * 1000)
+/** The operations figures (bench/ops.ts) get their own worst case on top. */
+installCleanup((2 * LEVELS.length * (SECONDS + 2) + 2 * KILLS * 200 + 600) * 1000 + opsWatchdogMs())
 
 const clkTck = 100
 /** CPU seconds (user + system) a process has used, from /proc/PID/stat. */
@@ -50,7 +64,6 @@ const cpuSeconds = (pid: number): number => {
   }
 }
 const load1 = (): string => os.loadavg()[0].toFixed(2)
-const fmt = (x: number, digits = 1): string => (Number.isFinite(x) ? x.toFixed(digits) : "—")
 
 interface SystemFigures {
   levels: Map<number, LoadResult>
@@ -184,20 +197,13 @@ const measure = async (sys: System): Promise<SystemFigures> => {
 
 // ------------------------------------------------------------------------------------ table
 
-interface Row {
-  figure: string
-  ours: number
-  theirs: number | undefined
-  unit: string
-  /** higher: ratio ours/etcd; lower: ratio etcd/ours. */
-  better: "higher" | "lower"
-  target: string
-  /** Whether the target is met, given ours, etcd's and the ratio; undefined: no target/unknown. */
-  met?: (ours: number, theirs: number | undefined, ratio: number | undefined) => boolean | undefined
-  digits?: number
-}
-
-const printTable = (ours: SystemFigures, etcd: SystemFigures | undefined, etcdVersion: string): void => {
+const printTable = (
+  ours: SystemFigures,
+  etcd: SystemFigures | undefined,
+  etcdVersion: string,
+  oursOps: OpsFigures | undefined,
+  etcdOps: OpsFigures | undefined
+): void => {
   const rows: Array<Row> = []
   const atLeast = (x: number) => (_o: number, _t: number | undefined, r: number | undefined) => (r === undefined ? undefined : r >= x)
   for (const c of LEVELS) {
@@ -294,27 +300,9 @@ const printTable = (ours: SystemFigures, etcd: SystemFigures | undefined, etcdVe
       digits: 0
     })
   }
+  if (oursOps !== undefined) rows.push(...opsRows(oursOps, etcdOps))
 
-  const lines = rows.map((r) => {
-    const d = r.digits ?? 1
-    const ratio =
-      r.theirs === undefined || !Number.isFinite(r.theirs) || !Number.isFinite(r.ours) || r.ours === 0
-        ? undefined
-        : r.better === "higher"
-          ? r.ours / r.theirs
-          : r.theirs / r.ours
-    const met = r.met?.(r.ours, r.theirs, ratio)
-    return [
-      r.figure,
-      `${fmt(r.ours, d)} ${r.unit}`,
-      r.theirs === undefined ? "—" : `${fmt(r.theirs, d)} ${r.unit}`,
-      ratio === undefined ? "—" : `${ratio.toFixed(2)}x`,
-      `${r.target}${met === undefined ? "" : met ? "  ok" : "  MISSED"}`
-    ]
-  })
-  const header = ["figure", "cluster_mgr", etcd ? "etcd" : "etcd (unavailable)", "ratio", "target (issue 7)"]
-  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)))
-  const row = (cells: Array<string>) => `| ${cells.map((c, i) => (i === 0 || i === 4 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(" | ")} |`
+  const table = renderTable(rows, etcd !== undefined)
   console.log(`\n== emit bench: 3 nodes on 127.0.0.1, fsync on, ${SECONDS} s per level, client in this process`)
   console.log(
     `   machine: ${os.cpus().length} cores (${os.cpus()[0]?.model ?? "?"}), node ${process.version}, ${etcd ? etcdVersion : "etcd unavailable"}; load average now ${os
@@ -323,9 +311,7 @@ const printTable = (ours: SystemFigures, etcd: SystemFigures | undefined, etcdVe
       .join(" ")}`
   )
   console.log("   ratio: ours/etcd for req/s; etcd/ours for latency, failover, RSS and start times (above 1: cluster_mgr better)")
-  console.log(row(header))
-  console.log(`|${widths.map((w, i) => (i === 0 || i === 4 ? "-".repeat(w + 2) : `${"-".repeat(w + 1)}:`)).join("|")}|`)
-  for (const l of lines) console.log(row(l))
+  for (const l of table) console.log(l)
   const cpuLine = (name: string, f: SystemFigures | undefined) =>
     f === undefined
       ? ""
@@ -339,12 +325,14 @@ const printTable = (ours: SystemFigures, etcd: SystemFigures | undefined, etcdVe
   )
   console.log(cpuLine("cluster_mgr", ours))
   if (etcd) console.log(cpuLine("etcd", etcd))
+  if (oursOps !== undefined) for (const l of opsNotes(oursOps, etcdOps)) console.log(l)
 }
 
 // ------------------------------------------------------------------------------------- main
 
 console.log(
   `emit bench: ${SECONDS} s per level at concurrency ${LEVELS.join(", ")}, ${KILLS} leader kills at c=${FAILOVER_CONCURRENCY}; ` +
+    (OPS ? `operations: ${TRANSFERS} transfers, ${PAUSES} leader pauses, restarts and add_peer behind ${FILL} jobs; ` : "operations skipped (BENCH_OPS=0); ") +
     `${os.cpus().length} cores, load average ${os
       .loadavg()
       .map((l) => l.toFixed(2))
@@ -353,6 +341,7 @@ console.log(
 ensureCmBundle()
 const agent = keepAliveAgent()
 const ours = await measure(new ClusterMgr(agent))
+const oursOps = OPS ? await measureOps(new ClusterMgr(agent), agent) : undefined
 agent.destroy()
 // A node started after src/ changed (a failover restart) ran the sources through tsx instead.
 const cmStaleAtEnd = !cmRunsBundle()
@@ -360,6 +349,7 @@ const cmStaleAtEnd = !cmRunsBundle()
 const etcdAgent = keepAliveAgent()
 const etcdBin = process.env.BENCH_ETCD === "0" ? undefined : ensureEtcd()
 let theirs: SystemFigures | undefined
+let theirsOps: OpsFigures | undefined
 let etcdVersion = ""
 if (etcdBin === undefined) {
   console.log(process.env.BENCH_ETCD === "0" ? "etcd skipped (BENCH_ETCD=0)" : "etcd is unavailable: its rows are skipped")
@@ -376,8 +366,9 @@ if (etcdBin === undefined) {
     }
     await etcd.stop()
   }
+  if (theirs !== undefined && OPS) theirsOps = await measureOps(new Etcd(etcdAgent, etcdBin), etcdAgent)
 }
 etcdAgent.destroy()
-printTable(ours, theirs, etcdVersion)
+printTable(ours, theirs, etcdVersion, oursOps, theirsOps)
 if (cmStaleAtEnd) console.log("   WARNING: src/ changed during the cluster_mgr run: nodes started after that ran through tsx (figures not the bundle's)")
 process.exit(0)

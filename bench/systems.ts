@@ -80,8 +80,11 @@ export interface System {
   /** Spawns every node; resolves with each node's ms from spawn until it serves status. */
   start(): Promise<Array<number>>
   probe(node: SysNode, timeoutMs?: number): Promise<Probe | undefined>
-  /** A closed-loop request sender routed to the leader (see the module comment). */
-  makeSend(agent: http.Agent): Send
+  /**
+   * A closed-loop request sender routed to the leader (see the module comment); a request
+   * unanswered after `timeoutMs` (default requestTimeoutMs) fails and the leader is looked up again.
+   */
+  makeSend(agent: http.Agent, timeoutMs?: number): Send
   /** Why requests failed since the last call, most frequent first (and resets the counts). */
   takeFailures(): Array<[string, number]>
   /** Spawns the node again on its data; resolves with ms from spawn until it serves status. */
@@ -89,9 +92,32 @@ export interface System {
   stop(): Promise<void>
 }
 
-/** Probes every node in parallel and returns the one that says it leads (highest term). */
-export const findLeader = async (sys: System, probeTimeoutMs = 250): Promise<SysNode | undefined> => {
-  const probes = await Promise.all(sys.nodes.map((n) => sys.probe(n, probeTimeoutMs)))
+/**
+ * Probes every node in parallel and returns the one that says it leads (highest term). Once a
+ * node has claimed leadership, the others get `settleMs` more to answer: a paused (SIGSTOP)
+ * node never answers, and waiting out its probe timeout would delay every lookup by that much.
+ */
+export const findLeader = async (sys: System, probeTimeoutMs = 250, settleMs = 25): Promise<SysNode | undefined> => {
+  const probes: Array<Probe | undefined> = sys.nodes.map(() => undefined)
+  await new Promise<void>((resolve) => {
+    let pending = sys.nodes.length
+    let settle: ReturnType<typeof setTimeout> | undefined
+    const done = () => {
+      if (settle !== undefined) clearTimeout(settle)
+      resolve()
+    }
+    if (pending === 0) return done()
+    sys.nodes.forEach((n, i) => {
+      sys
+        .probe(n, probeTimeoutMs)
+        .catch(() => undefined)
+        .then((p) => {
+          probes[i] = p
+          if (--pending === 0) return done()
+          if (p?.leader && settle === undefined) settle = setTimeout(done, settleMs)
+        })
+    })
+  })
   let best: { node: SysNode; term: number } | undefined
   probes.forEach((p, i) => {
     if (p?.leader && (best === undefined || p.term > best.term)) best = { node: sys.nodes[i], term: p.term }
@@ -155,17 +181,38 @@ const leaderRouted = (
   const failed = (reason: string) => failures.set(reason, (failures.get(reason) ?? 0) + 1)
   let leader: SysNode | undefined
   let discovering: Promise<SysNode | undefined> | undefined
+  /**
+   * Probe rounds start every 10 ms (at most 25 at once) until one finds a leader: a round that
+   * waits for a paused node's probe to time out does not hold back the next one.
+   */
   const discover = (): Promise<SysNode | undefined> => {
     if (discovering === undefined) {
-      discovering = (async () => {
+      discovering = new Promise<SysNode | undefined>((resolve) => {
         const deadline = performance.now() + 5000
-        while (performance.now() < deadline) {
-          const found = await findLeader(sys)
-          if (found !== undefined) return found
-          await sleep(5)
+        let inFlight = 0
+        let finished = false
+        const finish = (found: SysNode | undefined) => {
+          if (finished) return
+          finished = true
+          clearInterval(ticker)
+          resolve(found)
         }
-        return undefined
-      })().finally(() => {
+        const round = () => {
+          if (finished) return
+          if (performance.now() > deadline) return finish(undefined)
+          if (inFlight >= 25) return
+          inFlight++
+          findLeader(sys).then(
+            (found) => {
+              inFlight--
+              if (found !== undefined) finish(found)
+            },
+            () => inFlight--
+          )
+        }
+        const ticker = setInterval(round, 10)
+        round()
+      }).finally(() => {
         discovering = undefined
       })
     }
@@ -202,7 +249,7 @@ const takeFailures = (failures: Map<string, number>): Array<[string, number]> =>
 
 // ------------------------------------------------------------------------------ cluster_mgr
 
-interface CmNode extends SysNode {
+export interface CmNode extends SysNode {
   readonly raft: string
   readonly cnf: string
   readonly logFile: string
@@ -242,33 +289,52 @@ export class ClusterMgr implements System {
     this.agent = agent
   }
 
+  /** Nodes started beside the group (startJoiner), not in `nodes`; stopped with the group. */
+  readonly extras: Array<CmNode> = []
+
+  /** A node's directory and cnf (empty data directory), bootstrapping with `members` (ip:raft_port). */
+  private writeNode(name: string, p: { http: number; raft: number }, members: ReadonlyArray<string>): CmNode {
+    const dir = path.join(this.dir, name)
+    fs.mkdirSync(dir)
+    const cnf = path.join(dir, "cluster_mgr.cnf")
+    const logFile = path.join(dir, "cluster_mgr.log")
+    fs.writeFileSync(
+      cnf,
+      [
+        `local_ip = ${host}`,
+        `brpc_http_port = ${p.http}`,
+        `brpc_raft_port = ${p.raft}`,
+        `raft_group_member_init_config = ${members.map((m) => `${m}:0,`).join("")}`,
+        `cluster_mgr_tmp_data_path = ${path.join(dir, "data")}`,
+        `log_file = ${logFile}`,
+        ...cmCnfExtra
+      ].join("\n") + "\n"
+    )
+    return { name, address: `${host}:${p.http}`, raft: `${host}:${p.raft}`, cnf, logFile, proc: undefined }
+  }
+
   async start(): Promise<Array<number>> {
     this.dir = tempDir("emit-bench-cm-")
     const ports = []
     for (let i = 0; i < 3; i++) ports.push({ http: await freePort(), raft: await freePort() })
-    const members = ports.map((p) => `${host}:${p.raft}:0,`).join("")
-    this.nodes = ports.map((p, i) => {
-      const name = `cm${i + 1}`
-      const dir = path.join(this.dir, name)
-      fs.mkdirSync(dir)
-      const cnf = path.join(dir, "cluster_mgr.cnf")
-      const logFile = path.join(dir, "cluster_mgr.log")
-      fs.writeFileSync(
-        cnf,
-        [
-          `local_ip = ${host}`,
-          `brpc_http_port = ${p.http}`,
-          `brpc_raft_port = ${p.raft}`,
-          `raft_group_member_init_config = ${members}`,
-          `cluster_mgr_tmp_data_path = ${path.join(dir, "data")}`,
-          `log_file = ${logFile}`,
-          ...cmCnfExtra
-        ].join("\n") + "\n"
-      )
-      return { name, address: `${host}:${p.http}`, raft: `${host}:${p.raft}`, cnf, logFile, proc: undefined }
-    })
+    const members = ports.map((p) => `${host}:${p.raft}`)
+    this.nodes = ports.map((p, i) => this.writeNode(`cm${i + 1}`, p, members))
     for (const n of this.nodes) this.spawn(n)
     return Promise.all(this.nodes.map((n) => this.untilServing(n)))
+  }
+
+  /**
+   * Starts one more node on an empty data directory whose cnf lists the group's members and
+   * itself (docs/operations.md, "Add a node"), ready for add_peer; resolves once it serves
+   * /status, with the ms from spawn.
+   */
+  async startJoiner(): Promise<{ node: CmNode; ms: number }> {
+    const p = { http: await freePort(), raft: await freePort() }
+    const name = `cm${this.nodes.length + this.extras.length + 1}`
+    const node = this.writeNode(name, p, [...this.nodes.map((n) => n.raft), `${host}:${p.raft}`])
+    this.extras.push(node)
+    this.spawn(node)
+    return { node, ms: await this.untilServing(node) }
   }
 
   private spawn(n: CmNode): void {
@@ -300,7 +366,7 @@ export class ClusterMgr implements System {
       : { leader: s.role === "leader", leaderKnown: s.leader !== null, term: s.term, index: s.applied_index }
   }
 
-  makeSend(agent: http.Agent): Send {
+  makeSend(agent: http.Agent, timeoutMs = requestTimeoutMs): Send {
     const bodies = new Map<string, string>()
     const body = (raft: string): string => {
       let b = bodies.get(raft)
@@ -318,7 +384,7 @@ export class ClusterMgr implements System {
       return b
     }
     return leaderRouted(this, this.failures, async (node) => {
-      const r = await request(agent, node.address, "POST", "/HttpService/Emit", body((node as CmNode).raft), requestTimeoutMs)
+      const r = await request(agent, node.address, "POST", "/HttpService/Emit", body((node as CmNode).raft), timeoutMs)
       if (r.status !== 200) return `HTTP ${r.status}`
       const reply = JSON.parse(r.body) as { status: string; error_code: string; error_info: string }
       return reply.status === "accept" ? undefined : `${reply.status} ${reply.error_code}: ${reply.error_info}`
@@ -337,7 +403,7 @@ export class ClusterMgr implements System {
 
   async stop(): Promise<void> {
     const stop = (p: Proc) => (cmNodeArgs.length === 0 ? killAndWait(p) : stopGracefully(p, 10_000))
-    await Promise.all(this.nodes.map((n) => (n.proc ? stop(n.proc) : Promise.resolve())))
+    await Promise.all([...this.nodes, ...this.extras].map((n) => (n.proc ? stop(n.proc) : Promise.resolve())))
   }
 }
 
@@ -476,10 +542,10 @@ export class Etcd implements System {
     }
   }
 
-  makeSend(agent: http.Agent): Send {
+  makeSend(agent: http.Agent, timeoutMs = requestTimeoutMs): Send {
     return leaderRouted(this, this.failures, async (node) => {
       const key = Buffer.from(`bench/${this.counter++}`).toString("base64")
-      const r = await request(agent, node.address, "POST", "/v3/kv/put", `{"key":"${key}","value":"${this.value}"}`, requestTimeoutMs)
+      const r = await request(agent, node.address, "POST", "/v3/kv/put", `{"key":"${key}","value":"${this.value}"}`, timeoutMs)
       if (r.status === 200 && r.body.includes('"header"')) return undefined
       return `HTTP ${r.status}: ${r.body.slice(0, 100)}`
     })
