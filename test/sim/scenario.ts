@@ -87,8 +87,9 @@ export const drawOptions = (seed: number, overrides: RunOverrides = {}): Scenari
 const drawTunables = (r: Prng): RaftTunables => {
   const checkQuorum = r.chance(0.85)
   const maxInflightAppends = r.pick([1, 4, 64])
-  // At least 8 entries per round trip, so a backlog drains within the recovery bound.
-  const maxEntriesPerAppend = Math.max(r.pick([1, 8, 512]), Math.ceil(8 / maxInflightAppends))
+  // At least 16 entries per round trip, so a backlog drains within the recovery bound (8 were
+  // too few for ~150 entries behind at 6-tick delays and 14% loss: seed 5277).
+  const maxEntriesPerAppend = Math.max(r.pick([1, 8, 512]), Math.ceil(16 / maxInflightAppends))
   return {
     preVote: r.chance(0.85),
     checkQuorum,
