@@ -1,5 +1,4 @@
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Data, Duration, Effect, Layer } from "effect"
 import * as fs from "node:fs"
 import { createServer } from "node:http"
@@ -130,14 +129,11 @@ export interface NodeLayerOptions {
 
 /** The routes on Node's HTTP server at the configured address, with a client for forwarding. */
 const httpLayer = (config: Config) =>
-  HttpRoutes.layer(config.http_max_body_bytes).pipe(
-    Layer.provide(FetchHttpClient.layer),
-    Layer.provide(
-      NodeHttpServer.layer(halfOpenServer, { host: config.local_ip, port: config.brpc_http_port }).pipe(
-        Layer.mapError((e) => new StartupError({ message: `brpc_http_port ${config.brpc_http_port}: cannot listen (${String(e.cause ?? e)})` }))
-      )
+  Layer.scopedDiscard(
+    HttpRoutes.serveOn(halfOpenServer(), { host: config.local_ip, port: config.brpc_http_port, maxBodyBytes: config.http_max_body_bytes }).pipe(
+      Effect.mapError((e) => new StartupError({ message: `brpc_http_port ${config.brpc_http_port}: cannot listen (${String(e)})` }))
     )
-  )
+  ).pipe(Layer.provide(FetchHttpClient.layer))
 
 /** One cluster_mgr node: storage, transport, Raft, job scheduler and HTTP, as one Layer. */
 export const nodeLayer = (config: Config, options: NodeLayerOptions = {}) =>

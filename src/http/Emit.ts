@@ -150,12 +150,25 @@ export const makeEmit = Effect.gen(function* () {
           Effect.logError("Emit failed", d).pipe(Effect.as(failure(new Internal({ info: "internal error" }))))
         )
       )
-      yield* Metric.increment(Metric.tagged(Metric.tagged(metrics.requests, "job_type", jobType), "status", reply.status))
+      yield* Metric.increment(requestCounter(jobType, reply.status))
       return reply
     })
 
   return { handle, localStatus }
 })
+
+/** Tagged counters are made once per (job_type, status): tagging allocates and hashes each time. */
+const requestCounters = new Map<string, typeof metrics.requests>()
+const requestCounter = (jobType: string, status: string) => {
+  const key = `${jobType}\u0000${status}`
+  let counter = requestCounters.get(key)
+  if (counter === undefined) {
+    counter = Metric.tagged(Metric.tagged(metrics.requests, "job_type", jobType), "status", status)
+    requestCounters.set(key, counter)
+  }
+  return counter
+}
+const acceptedJobs = Metric.tagged(metrics.jobs, "status", "accepted")
 
 const statusReply = (state: ClusterState, jobId: string): EmitReply => {
   const job = HashMap.get(state.jobs, jobId)
@@ -242,6 +255,6 @@ const submitJob = (node: RaftNodeApi, request: EmitRequest, doneMemo: unknown): 
       .pipe(Effect.mapError(fromRaftError))
     const event = applied.events.find((e) => e._tag === "JobAccepted")
     if (!event || event._tag !== "JobAccepted") return yield* new Internal({ info: "the job was not recorded" })
-    yield* Metric.increment(Metric.tagged(metrics.jobs, "status", "accepted"))
+    yield* Metric.increment(acceptedJobs)
     return accepted(event.jobId)
   })
