@@ -28,6 +28,8 @@ export interface InProcessOptions {
    * storage/RaftLog.ts.
    */
   readonly persist?: PersistMode
+  /** Proposals and reads waiting longer fail with TimedOut (default 10 s). */
+  readonly operationTimeoutMs?: number
 }
 
 export interface InProcessMember {
@@ -61,7 +63,8 @@ export const makeInProcessGroup = (options: InProcessOptions) =>
           tickMs: options.tickMs ?? 10,
           initialVoters: options.members,
           storage,
-          journal
+          journal,
+          ...(options.operationTimeoutMs === undefined ? {} : { operationTimeoutMs: options.operationTimeoutMs })
         }).pipe(Layer.provide(MemoryTransport.layer(network, id)))
         const scheduler = JobScheduler.layer.pipe(
           Layer.provide(Layer.succeed(JobScheduler.NodeHttpAddress, `inprocess:${id}`)),

@@ -20,7 +20,10 @@ export class InvalidChange extends Data.TaggedError("InvalidChange")<{ readonly 
 /** The operation was started but did not complete: timeout, lost leadership, lagging peer. */
 export class OperationFailed extends Data.TaggedError("OperationFailed")<{ readonly reason: string }> {}
 
-export type RaftError = NotLeader | Busy | InvalidChange | OperationFailed
+/** A proposal or read that neither completed nor failed within RaftNodeSettings.operationTimeoutMs. */
+export class TimedOut extends Data.TaggedError("TimedOut")<{ readonly reason: string }> {}
+
+export type RaftError = NotLeader | Busy | InvalidChange | OperationFailed | TimedOut
 
 const fromRefusal = (r: Refusal): RaftError => {
   switch (r._tag) {
@@ -75,6 +78,11 @@ export interface RaftNodeSettings {
   /** Called once if the actor dies of a defect (it can no longer persist or apply anything). */
   readonly onActorDeath?: (cause: Cause.Cause<unknown>) => void
   readonly journal: Journal
+  /**
+   * Proposals and reads still waiting after this long fail with TimedOut (outcome unknown), for
+   * when neither commit nor a lost leadership ends them (CheckQuorum off). Default 10 s.
+   */
+  readonly operationTimeoutMs?: number
 }
 
 // ------------------------------------------------------------------ the actor
@@ -91,16 +99,24 @@ interface Waiting<A> {
   readonly done: Deferred.Deferred<A, RaftError>
 }
 
+/** Proposals and reads carry a deadline, checked by the actor: no timer or fiber per request. */
+interface Timed<A> extends Waiting<A> {
+  readonly deadline: number
+}
+
+const sweepEveryMs = 100
+
 /**
  * The node's single actor fiber: it alone touches the core, the storage and the state machine,
  * taking inputs from one queue in batches (every proposal in a batch shares one fsync).
  */
 class Actor {
-  private readonly proposals = new Map<number, { term: number } & Waiting<AppliedEntry>>()
+  private readonly proposals = new Map<number, { term: number } & Timed<AppliedEntry>>()
   private readonly changes = new Map<string, Waiting<ReadonlyArray<string>>>()
   private readonly transfers = new Map<string, Waiting<string>>()
-  private readonly reads = new Map<string, Waiting<ClusterState>>()
-  private readonly readsAwaitingApply: Array<{ index: number } & Waiting<ClusterState>> = []
+  private readonly reads = new Map<string, Timed<ClusterState>>()
+  private readsAwaitingApply: Array<{ index: number } & Timed<ClusterState>> = []
+  private lastSweep = 0
   private seq = 0
   private lastPublished: Leadership | undefined
   /** Monotonic time up to which ticks were given to the core. */
@@ -121,6 +137,7 @@ class Actor {
   handleBatch(inputs: Iterable<Input>): Effect.Effect<void> {
     return Effect.gen(this, function* () {
       yield* this.catchUpTicks()
+      yield* this.expireOverdue()
       const proposals: Array<Extract<Input, { _tag: "Propose" }>> = []
       for (const input of inputs) {
         if (input._tag === "Propose") proposals.push(input)
@@ -153,6 +170,33 @@ class Actor {
     })
   }
 
+  private deadline(): number {
+    return performance.now() + (this.settings.operationTimeoutMs ?? 10_000)
+  }
+
+  /** Fails proposals and reads past their deadline; the maps hold them oldest first. */
+  private expireOverdue(): Effect.Effect<void> {
+    const now = performance.now()
+    if (now - this.lastSweep < sweepEveryMs) return Effect.void
+    this.lastSweep = now
+    const error = new TimedOut({ reason: "the operation did not finish in time; its outcome is unknown" })
+    const failures: Array<Effect.Effect<boolean>> = []
+    const sweep = <K, A>(m: Map<K, Timed<A>>) => {
+      for (const [k, w] of m) {
+        if (w.deadline > now) break
+        m.delete(k)
+        failures.push(Deferred.fail(w.done, error))
+      }
+    }
+    sweep(this.proposals)
+    sweep(this.reads)
+    if (this.readsAwaitingApply.some((r) => r.deadline <= now)) {
+      for (const r of this.readsAwaitingApply) if (r.deadline <= now) failures.push(Deferred.fail(r.done, error))
+      this.readsAwaitingApply = this.readsAwaitingApply.filter((r) => r.deadline > now)
+    }
+    return failures.length === 0 ? Effect.void : Effect.all(failures, { discard: true })
+  }
+
   private handle(input: Exclude<Input, { _tag: "Propose" }>): Effect.Effect<void> {
     switch (input._tag) {
       case "Tick":
@@ -166,17 +210,18 @@ class Actor {
       case "Transfer":
         return this.startOperation(this.transfers, input.done, (id) => this.core.transferLeadership(id, input.target))
       case "Read":
-        return this.startOperation(this.reads, input.done, (id) => this.core.readIndex(id))
+        return this.startOperation(this.reads, input.done, (id) => this.core.readIndex(id), this.deadline())
     }
   }
 
-  private startOperation<A>(
-    pending: Map<string, Waiting<A>>,
+  private startOperation<A, W extends Waiting<A>>(
+    pending: Map<string, W>,
     done: Deferred.Deferred<A, RaftError>,
-    start: (id: string) => Refusal | undefined
+    start: (id: string) => Refusal | undefined,
+    deadline?: number
   ): Effect.Effect<void> {
     const id = String(++this.seq)
-    pending.set(id, { done })
+    pending.set(id, (deadline === undefined ? { done } : { done, deadline }) as W)
     const refusal = start(id)
     if (!refusal) return Effect.void
     pending.delete(id)
@@ -189,7 +234,8 @@ class Actor {
       const error = fromRefusal(result)
       return Effect.forEach(inputs, (p) => Deferred.fail(p.done, error), { discard: true })
     }
-    inputs.forEach((p, i) => this.proposals.set(result.firstIndex + i, { term: result.term, done: p.done }))
+    const deadline = this.deadline()
+    inputs.forEach((p, i) => this.proposals.set(result.firstIndex + i, { term: result.term, done: p.done, deadline }))
     return Metric.incrementBy(metrics.proposals, inputs.length)
   }
 
@@ -274,7 +320,7 @@ class Actor {
     const applied = this.sm.appliedIndex()
     const ready = this.readsAwaitingApply.filter((r) => r.index <= applied)
     if (ready.length === 0) return Effect.void
-    this.readsAwaitingApply.splice(0, this.readsAwaitingApply.length, ...this.readsAwaitingApply.filter((r) => r.index > applied))
+    this.readsAwaitingApply = this.readsAwaitingApply.filter((r) => r.index > applied)
     return Effect.forEach(ready, (r) => Deferred.succeed(r.done, this.sm.state), { discard: true })
   }
 
@@ -301,7 +347,7 @@ class Actor {
         return fail(take(this.reads), n.reason)
       case "ReadReady": {
         const w = take(this.reads)
-        if (w) this.readsAwaitingApply.push({ index: n.index, done: w.done })
+        if (w) this.readsAwaitingApply.push({ index: n.index, done: w.done, deadline: (w as Timed<ClusterState>).deadline })
         return this.settleReads()
       }
     }

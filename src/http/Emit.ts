@@ -45,6 +45,8 @@ const fromRaftError = (e: RaftError): EmitError => {
       return new BadRequest({ info: e.reason })
     case "OperationFailed":
       return new Unavailable({ info: e.reason })
+    case "TimedOut":
+      return new Timeout({ info: e.reason })
   }
 }
 
@@ -129,7 +131,8 @@ export const makeEmit = Effect.gen(function* () {
       if (Option.isNone(leader)) {
         return yield* Effect.fail(new Unavailable({ info: "no cluster_mgr leader is known at the moment; retry shortly" }))
       }
-      if (leader.value.self) return yield* asLeader(request, command).pipe(Effect.timeout(operationTimeout))
+      // The Raft actor bounds proposals and reads (TimedOut): no timer or fiber per request here.
+      if (leader.value.self) return yield* asLeader(request, command)
       if (forwarded) return yield* Effect.fail(new Unavailable({ info: "leadership is changing; retry" }))
       return yield* forward(body, leader.value.http)
     })
@@ -142,9 +145,6 @@ export const makeEmit = Effect.gen(function* () {
       if (Either.isLeft(command)) return failure(command.left)
       const jobType = request.right.job_type
       const reply = yield* route(body, forwarded, request.right, command.right).pipe(
-        Effect.catchTag("TimeoutException", () =>
-          Effect.succeed(failure(new Timeout({ info: "the operation did not finish in time; its outcome is unknown" })))
-        ),
         Effect.catchAll((e) => Effect.succeed(failure(e))),
         Effect.catchAllDefect((d) =>
           Effect.logError("Emit failed", d).pipe(Effect.as(failure(new Internal({ info: "internal error" }))))

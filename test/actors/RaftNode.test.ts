@@ -45,6 +45,21 @@ describe("RaftNode actor (in-process group, real SQLite files)", () => {
     }).pipe(Effect.scoped)
   )
 
+  it.live("a proposal and a read that cannot complete (no quorum, CheckQuorum off) fail with TimedOut after operationTimeoutMs", () =>
+    Effect.gen(function* () {
+      const g = yield* makeInProcessGroup({ members, dataDir: tmp(), raft: { checkQuorum: false }, operationTimeoutMs: 300 })
+      const leader = yield* waitLeader(g.members)
+      for (const m of g.members) if (m.id !== leader.id) yield* m.stop
+      const submitted = yield* Effect.either(leader.node.submit({ _tag: "SubmitJob", jobType: "x", userName: "u", paras: {}, at: 1 }))
+      const read = yield* Effect.either(leader.node.read)
+      expect(submitted._tag === "Left" && submitted.left._tag).toBe("TimedOut")
+      expect(read._tag === "Left" && read.left._tag).toBe("TimedOut")
+      // Still the leader (nothing deposed it): the timeout, not a step-down, ended both.
+      expect((yield* leader.node.status).role).toBe("leader")
+    }).pipe(Effect.scoped),
+    20_000
+  )
+
   it.live("after the leader stops, a new leader is elected and earlier jobs survive", () =>
     Effect.gen(function* () {
       const g = yield* makeInProcessGroup({ members, dataDir: tmp() })
