@@ -2,7 +2,7 @@ import { Cause, Clock, Context, Data, Deferred, Effect, Exit, Layer, Metric, Opt
 import { encodeCommand, type StateCommand } from "../domain/jobs.js"
 import { bootstrapPersisted, RaftCore } from "../domain/raft/core.js"
 import type { RaftOptions } from "../domain/raft/options.js"
-import type { Notice, RaftStatus, Ready, Refusal, Role } from "../domain/raft/ready.js"
+import type { Notice, Persisted, RaftStatus, Ready, Refusal, Role } from "../domain/raft/ready.js"
 import type { ClusterState } from "../domain/state.js"
 import type { Journal } from "../storage/Journal.js"
 import { asRaftLog, type RaftLog } from "../storage/RaftLog.js"
@@ -392,12 +392,16 @@ const fail = <A>(w: Waiting<A> | undefined, reason: string): Effect.Effect<void>
   w ? Deferred.fail(w.done, new OperationFailed({ reason })) : Effect.void
 
 /** Opens the node's state from its storage, bootstrapping an empty data directory. */
-const openCore = (settings: RaftNodeSettings, log: RaftLog, sm: StateMachine): RaftCore => {
+const loadPersisted = (settings: RaftNodeSettings, log: RaftLog) => {
   let persisted = log.load()
   if (!persisted) {
     persisted = bootstrapPersisted({ voters: [...settings.initialVoters], outgoing: [], learners: [] })
     log.bootstrap(persisted)
   }
+  return persisted
+}
+
+const openCore = (settings: RaftNodeSettings, persisted: Persisted, sm: StateMachine): RaftCore => {
   const snap = persisted.snapshot
   // A crash between storing a received snapshot and loading it into the journal: finish it.
   if (snap && snap.meta.index > sm.appliedIndex()) sm.install(snap.data, snap.meta.index)
@@ -407,9 +411,11 @@ const openCore = (settings: RaftNodeSettings, log: RaftLog, sm: StateMachine): R
 export const makeRaftNode = (settings: RaftNodeSettings) =>
   Effect.gen(function* () {
     const transport = yield* Transport
-    const sm = new StateMachine(settings.journal)
     const log = asRaftLog(settings.storage)
-    const core = openCore(settings, log, sm)
+    const persisted = loadPersisted(settings, log)
+    // The latest snapshot's image is a checkpoint of the state: recovery folds only what follows.
+    const sm = new StateMachine(settings.journal, persisted.snapshot?.data)
+    const core = openCore(settings, persisted, sm)
     if (log.note !== undefined) yield* Effect.logWarning(log.note).pipe(Effect.annotateLogs({ node: settings.raft.id }))
     const initial = core.status()
     const leadership = yield* SubscriptionRef.make<Leadership>({ role: initial.role, term: initial.term, leader: initial.leader })

@@ -23,6 +23,24 @@ export interface AppliedEntry {
 
 const eventAt = (e: Event, fallback: number): number => ("at" in e ? e.at : fallback)
 
+/** Where recovery starts folding: a checkpoint the journal provably reaches, else the base. */
+const startOf = (journal: Journal, checkpoint: string | undefined): { state: ClusterState; seq: number; at: number } => {
+  const base = journal.journalBase()
+  if (checkpoint !== undefined && checkpoint !== "") {
+    try {
+      const image = decodeImage(checkpoint)
+      const { seq, hash } = image.head
+      if (seq > base.seq && seq <= journal.journalHead().seq) {
+        const [row] = journal.rows({ fromSeq: seq, toSeq: seq })
+        if (row !== undefined && row.hash === hash) return { state: fromJson(image.state), seq, at: row.at }
+      }
+    } catch {
+      // Not an image this journal can start from: fold from the base, which is always right.
+    }
+  }
+  return { state: base.state ? fromJson(decodeImage(base.state).state) : emptyState, seq: base.seq, at: 0 }
+}
+
 /**
  * Applies committed entries to the replicated state: each entry's events are journaled (in
  * one transaction per batch, with the applied index) and folded into the in-memory state.
@@ -34,10 +52,20 @@ export class StateMachine {
   /** Journal retention (Journal.retention): prunes in bounded steps after each apply. */
   private readonly pruner: JournalPruner
 
-  constructor(private readonly journal: Journal) {
-    const base = journal.journalBase()
-    let s = base.state ? fromJson(decodeImage(base.state).state) : emptyState
-    for (const row of journal.rows({ fromSeq: base.seq + 1 })) {
+  /**
+   * `checkpoint`: the image of the node's latest Raft snapshot, if any. Recovery starts there
+   * when the journal holds that image's head (same seq, same hash), and folds only the rows
+   * after it; otherwise from the journal's base. Restarts then decode the events of at most one
+   * snapshot interval instead of the whole history.
+   */
+  constructor(
+    private readonly journal: Journal,
+    checkpoint?: string
+  ) {
+    const start = startOf(journal, checkpoint)
+    let s = start.state
+    this.lastAt = start.at
+    for (const row of journal.rows({ fromSeq: start.seq + 1 })) {
       s = evolve(s, decodeEvent(row.event))
       this.lastAt = row.at
     }
