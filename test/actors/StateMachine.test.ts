@@ -4,7 +4,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import type { RaftNodeApi } from "../../src/actors/RaftNode.js"
-import { decodeImage, StateMachine } from "../../src/actors/StateMachine.js"
+import { decodeImage, encodeImage, encodeImageBySchema, StateMachine } from "../../src/actors/StateMachine.js"
 import { toJson } from "../../src/domain/state.js"
 import { makeInProcessGroup } from "../../src/inProcess.js"
 import { Journal } from "../../src/storage/Journal.js"
@@ -74,4 +74,33 @@ describe("StateMachine recovery", () => {
     }),
     60_000
   )
+
+  it("the snapshot image written with JSON.stringify decodes to what the Schema encoding decodes to (jobs and machines)", () => {
+    const image = decodeImage(
+      JSON.stringify({
+        state: {
+          nextJobId: 3,
+          jobs: [
+            { id: "1", jobType: "raft_mission", userName: "u", paras: { task_type: "add_peer", peer: "a:1" }, status: "done", memo: { n: [1, 2] }, errorCode: "", errorInfo: "", acceptedAt: 1, startedAt: 2, endedAt: 3 },
+            { id: "2", jobType: "create_machine", userName: "u", paras: {}, status: "failed", memo: null, errorCode: "70007", errorInfo: "x", acceptedAt: 4, startedAt: null, endedAt: null }
+          ],
+          voters: ["a:1"],
+          learners: [],
+          leader: "a:1",
+          leaderHttp: "a:2",
+          leaderTerm: 2,
+          machines: [
+            {
+              hostaddr: "127.0.0.2", rackId: "r", machineType: "storage", portRange: "57000-58000", datadir: "/d", logdir: null, walLogDir: null, compDatadir: null,
+              totalMem: 1, totalCpuCores: 2, nodeMgrPort: 58010, nodeStats: "running", statsSince: 5, createdAt: 5, createdBy: "2",
+              instances: [{ kind: "storage", port: 57001, status: "running", stoppedOnPurpose: false }], reportsAcked: 1, restartsReported: 1
+            }
+          ]
+        },
+        head: { seq: 4, hash: "ab" }
+      })
+    )
+    expect(JSON.parse(encodeImage(image))).toEqual(JSON.parse(encodeImageBySchema(image)))
+    expect(decodeImage(encodeImage(image))).toEqual(image)
+  })
 })
