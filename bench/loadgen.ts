@@ -32,11 +32,12 @@ export const request = (
   method: "GET" | "POST",
   path: string,
   body: string | undefined,
-  timeoutMs: number
+  timeoutMs: number,
+  extraHeaders: Readonly<Record<string, string>> = {}
 ): Promise<Reply> =>
   new Promise<Reply>((resolve, reject) => {
     const colon = address.lastIndexOf(":")
-    const headers: Record<string, string | number> = {}
+    const headers: Record<string, string | number> = { ...extraHeaders }
     if (body !== undefined) {
       headers["content-type"] = "application/json"
       headers["content-length"] = Buffer.byteLength(body)

@@ -279,6 +279,8 @@ const cmCnfExtra = (process.env.BENCH_CM_CNF ?? "")
   .filter((kv) => kv.includes("="))
   .map((kv) => kv.replace("=", " = "))
 
+const noForwarding = { "x-cluster-mgr-forwarded": "1" }
+
 export class ClusterMgr implements System {
   readonly name = "cluster_mgr"
   nodes: Array<CmNode> = []
@@ -384,7 +386,12 @@ export class ClusterMgr implements System {
       return b
     }
     return leaderRouted(this, this.failures, async (node) => {
-      const r = await request(agent, node.address, "POST", "/HttpService/Emit", body((node as CmNode).raft), timeoutMs)
+      // The clients route to the leader themselves: a follower must not forward the job, which
+      // names the node it was sent to and would become a real transfer to that follower (a
+      // burst of those after each leadership change moved the leader around and queued
+      // transfers to a paused node). Marked as forwarded, a follower answers 70002 instead and
+      // the client looks the leader up again.
+      const r = await request(agent, node.address, "POST", "/HttpService/Emit", body((node as CmNode).raft), timeoutMs, noForwarding)
       if (r.status !== 200) return `HTTP ${r.status}`
       const reply = JSON.parse(r.body) as { status: string; error_code: string; error_info: string }
       return reply.status === "accept" ? undefined : `${reply.status} ${reply.error_code}: ${reply.error_info}`

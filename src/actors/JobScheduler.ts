@@ -1,5 +1,6 @@
 import { Clock, Context, Effect, HashMap, Layer, Metric, Option, PubSub, Queue, Stream } from "effect"
 import type { StateCommand } from "../domain/jobs.js"
+import type { Event } from "../domain/events.js"
 import { type ClusterState, type Job, unfinishedJobs } from "../domain/state.js"
 import { AgentClient } from "../fleet/AgentClient.js"
 import { FleetSettings } from "../fleet/FleetSettings.js"
@@ -88,7 +89,7 @@ export const makeJobScheduler = Effect.gen(function* () {
       const state = yield* node.localState
       for (const job of unfinishedJobs(state)) yield* enqueue(job.id)
       yield* Queue.take(accepted).pipe(
-        Effect.flatMap((a) => Effect.forEach(a.events, (e) => (e._tag === "JobAccepted" ? enqueue(e.jobId) : Effect.void))),
+        Effect.flatMap((a) => Effect.forEach(a.events, (e) => (e._tag === "JobAccepted" && !endsIn(a.events, e.jobId) ? enqueue(e.jobId) : Effect.void))),
         Effect.forever
       )
     }).pipe(
@@ -125,6 +126,10 @@ const runJob = (node: RaftNodeApi, fleet: MachineJobContext, jobId: string): Eff
       yield* Metric.increment(Metric.tagged(metrics.jobs, "status", "failed"))
     }
   }).pipe(Effect.annotateLogs({ job: jobId }))
+
+/** A job done (or failed) by the entry that accepted it has nothing to run: no lane work for it. */
+const endsIn = (events: ReadonlyArray<Event>, jobId: string): boolean =>
+  events.some((e) => (e._tag === "JobDone" || e._tag === "JobFailed") && e.jobId === jobId)
 
 // A lookup, not a scan: a leader holding tens of thousands of jobs runs each one in O(log n).
 const findJob = (state: ClusterState, jobId: string): Job | undefined => Option.getOrUndefined(HashMap.get(state.jobs, jobId))

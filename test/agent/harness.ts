@@ -1,6 +1,6 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process"
+import { emitPath, httpRequest } from "../support/http.js"
 import * as fs from "node:fs"
-import * as http from "node:http"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -181,53 +181,7 @@ process.once("exit", () => {
 
 // ------------------------------------------------------------------------------------ HTTP
 
-export interface HttpReply {
-  readonly httpStatus: number
-  readonly text: string
-  /** The body as JSON; undefined when it is not JSON. */
-  readonly json: any
-}
-
-/** One HTTP request without keep-alive (agents get killed), bounded by `timeoutMs`. */
-export const httpRequest = (
-  method: string,
-  address: string,
-  urlPath: string,
-  body?: string | Buffer,
-  timeoutMs = 30_000
-): Promise<HttpReply> =>
-  new Promise((resolve, reject) => {
-    const at = address.lastIndexOf(":")
-    const headers: Record<string, string | number> = {}
-    if (body !== undefined) {
-      headers["content-type"] = "application/json"
-      headers["content-length"] = Buffer.byteLength(body)
-    }
-    const req = http.request(
-      { host: address.slice(0, at), port: Number(address.slice(at + 1)), method, path: urlPath, agent: false, headers },
-      (res) => {
-        const chunks: Array<Buffer> = []
-        res.on("data", (c: Buffer) => chunks.push(c))
-        res.on("error", reject)
-        res.on("end", () => {
-          const text = Buffer.concat(chunks).toString("utf8")
-          let json: unknown
-          try {
-            json = JSON.parse(text)
-          } catch {
-            json = undefined
-          }
-          resolve({ httpStatus: res.statusCode ?? 0, text, json })
-        })
-      }
-    )
-    req.setTimeout(timeoutMs, () => req.destroy(new Error(`${method} http://${address}${urlPath}: no answer within ${timeoutMs} ms`)))
-    req.on("error", reject)
-    if (body !== undefined) req.write(body)
-    req.end()
-  })
-
-export const emitPath = "/HttpService/Emit"
+export { emitPath, type HttpReply, httpRequest } from "../support/http.js"
 
 export interface EmitOptions {
   readonly requestId?: string

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process"
+import { emitPath, type HttpReply, httpRequest } from "../support/http.js"
 import * as fs from "node:fs"
-import * as http from "node:http"
 import { freePort } from "../support/freePort.js"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -310,50 +310,11 @@ export class Harness {
 
 // ------------------------------------------------------------------------------------ HTTP
 
-export interface HttpReply {
-  readonly httpStatus: number
-  readonly text: string
-  /** The body parsed as JSON, undefined when it is not JSON. */
-  readonly json: any
-}
+export { emitPath, type HttpReply } from "../support/http.js"
 
 /** One HTTP request, no keep-alive (nodes get killed), bounded by `timeoutMs`. */
-export const request = (
-  method: string,
-  address: string,
-  urlPath: string,
-  body?: string,
-  timeoutMs = 15_000
-): Promise<HttpReply> =>
-  new Promise((resolve, reject) => {
-    const [h, p] = [address.slice(0, address.lastIndexOf(":")), Number(address.slice(address.lastIndexOf(":") + 1))]
-    const headers: Record<string, string | number> = {}
-    if (body !== undefined) {
-      headers["content-type"] = "application/json"
-      headers["content-length"] = Buffer.byteLength(body)
-    }
-    const req = http.request({ host: h, port: p, method, path: urlPath, agent: false, headers }, (res) => {
-      const chunks: Array<Buffer> = []
-      res.on("data", (c: Buffer) => chunks.push(c))
-      res.on("error", reject)
-      res.on("end", () => {
-        const text = Buffer.concat(chunks).toString("utf8")
-        let json: unknown
-        try {
-          json = JSON.parse(text)
-        } catch {
-          json = undefined
-        }
-        resolve({ httpStatus: res.statusCode ?? 0, text, json })
-      })
-    })
-    req.setTimeout(timeoutMs, () => req.destroy(new Error(`${method} http://${address}${urlPath} timed out after ${timeoutMs} ms`)))
-    req.on("error", reject)
-    if (body !== undefined) req.write(body)
-    req.end()
-  })
-
-export const emitPath = "/HttpService/Emit"
+export const request = (method: string, address: string, urlPath: string, body?: string, timeoutMs = 15_000): Promise<HttpReply> =>
+  httpRequest(method, address, urlPath, body, timeoutMs)
 
 /** POST /HttpService/Emit; an object is sent as JSON, a string as is. */
 export const emit = (address: string, body: string | object, timeoutMs = 15_000): Promise<HttpReply> =>
