@@ -633,6 +633,23 @@ describe("leadership transfer", () => {
     expect(term(c, l.id)).toBe(t)
     commitEverywhere(c, "after")
   })
+
+  it("gives up once the target has been silent for an election timeout, long before the transfer timeout", () => {
+    const c = lab(3, { raft: { transferTicks: 500 } })
+    const l = c.awaitLeader()
+    const [f] = followersOf(c, l.id)
+    commitEverywhere(c, "a")
+    c.network.isolate(f)
+    const started = c.now
+    const { id } = c.transferLeadership(f, l.id)
+    const n = noticeOf(c, id, 100)
+    expect(n).toMatchObject({ _tag: "TransferFailed" })
+    if (n._tag === "TransferFailed") expect(n.reason).toContain("has not answered for an election timeout")
+    // Within an election timeout and a few ticks of scheduling, far below transferTicks.
+    expect(c.now - started).toBeLessThanOrEqual(2 * 10 + 5) // the lab's electionTicks is 10
+    expect(c.leader()?.id).toBe(l.id)
+    commitEverywhere(c, "after")
+  })
 })
 
 describe("ReadIndex", () => {

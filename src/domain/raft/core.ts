@@ -24,6 +24,7 @@ interface CatchUp {
 interface Transfer {
   readonly id: string
   readonly target: string
+  readonly startTick: number
   readonly deadlineTick: number
 }
 
@@ -205,7 +206,7 @@ export class RaftCore {
       return { _tag: "InvalidChange", reason: `${target} is not a voter of the group` }
     }
     if (this.unreachable.has(target)) return { _tag: "InvalidChange", reason: `${target} is unreachable` }
-    this.transfer = { id, target, deadlineTick: this.tickCount + this.opts.transferTicks }
+    this.transfer = { id, target, startTick: this.tickCount, deadlineTick: this.tickCount + this.opts.transferTicks }
     this.maybeSendTimeoutNow()
     if (this.transfer) this.sendAppend(target)
     return undefined
@@ -372,6 +373,10 @@ export class RaftCore {
     }
     if (this.transfer && this.tickCount >= this.transfer.deadlineTick) {
       this.abortTransfer(`timed out after ${this.opts.transferTicks} ticks`)
+    } else if (this.transfer && this.silentFor(this.transfer.target, this.transfer.startTick) >= this.opts.electionTicks) {
+      // A target silent for an election timeout (paused, partitioned) will not take over in
+      // time; proposals are refused while a transfer runs, so give up now rather than later.
+      this.abortTransfer("failed: the target has not answered for an election timeout")
     }
     if (this.catchUp && this.tickCount >= this.catchUp.deadlineTick) this.failCatchUp()
     if (this.heartbeatElapsed >= this.opts.heartbeatTicks) {
@@ -967,6 +972,12 @@ export class RaftCore {
     // The target will campaign over the voters' leases: ours is void from here on.
     this.leaseRevoked = true
     this.send(t.target, { _tag: "TimeoutNow" })
+  }
+
+  /** Ticks since `peer` last answered this leader, counted from `since` at the earliest. */
+  private silentFor(peer: string, since: number): number {
+    const pr = this.progress.get(peer)
+    return pr === undefined ? 0 : this.tickCount - Math.max(pr.lastContactTick, since)
   }
 
   private abortTransfer(reason: string): void {
