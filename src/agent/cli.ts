@@ -1,6 +1,5 @@
-import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Cause, Effect, Either, Exit, Layer, Logger, LogLevel } from "effect"
 import * as fs from "node:fs"
+import { runDaemon } from "../daemon.js"
 import { agentLayer } from "./Agent.js"
 import { agentAddress, parseAgentConfig } from "./config.js"
 import { AgentStartupError } from "./errors.js"
@@ -11,11 +10,6 @@ import { AgentStartupError } from "./errors.js"
  */
 const usage = "usage: node_mgr <path/to/node_mgr.cnf>"
 
-const die = (message: string): never => {
-  process.stderr.write(`node_mgr: ${message}\n`)
-  process.exit(2)
-}
-
 const versionOf = (): string => {
   try {
     const pkg = JSON.parse(fs.readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version?: unknown }
@@ -25,54 +19,18 @@ const versionOf = (): string => {
   }
 }
 
-/** logfmt lines to the log file, or to standard output. */
-const loggerTo = (file: string | undefined) => {
-  const out = file === undefined ? process.stdout : fs.createWriteStream(file, { flags: "a" })
-  return Logger.replace(Logger.defaultLogger, Logger.logfmtLogger.pipe(Logger.map((line) => out.write(line + "\n"))))
-}
-
-const checkLogFile = (file: string): void => {
-  try {
-    fs.closeSync(fs.openSync(file, "a"))
-  } catch (e) {
-    die(`log_file ${file}: cannot be written (${(e as NodeJS.ErrnoException).code ?? String(e)})`)
-  }
-}
-
-const runAgent = (cnfPath: string) => {
-  let text: string
-  try {
-    text = fs.readFileSync(cnfPath, "utf8")
-  } catch (e) {
-    return die(`cannot read ${cnfPath}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`)
-  }
-  const parsed = parseAgentConfig(text, cnfPath, process.cwd())
-  if (Either.isLeft(parsed)) return die(parsed.left.message)
-  const config = parsed.right
-  if (config.log_file !== undefined) checkLogFile(config.log_file)
-  const logger = loggerTo(config.log_file)
-  const program = Layer.launch(agentLayer(config, versionOf())).pipe(
-    Effect.annotateLogs({ agent: agentAddress(config) }),
-    Effect.provide(logger),
-    Logger.withMinimumLogLevel(LogLevel.Info)
+const runAgent = (cnfPath: string) =>
+  runDaemon(
+    {
+      name: "node_mgr",
+      parse: (text) => parseAgentConfig(text, cnfPath, process.cwd()),
+      logFile: (config) => config.log_file,
+      layer: (config) => agentLayer(config, versionOf()),
+      isStartupError: (e): e is AgentStartupError => e instanceof AgentStartupError,
+      annotations: (config) => ({ agent: agentAddress(config) })
+    },
+    cnfPath
   )
-  NodeRuntime.runMain(program, {
-    disableErrorReporting: true,
-    disablePrettyLogger: true,
-    teardown: (exit, onExit) => {
-      if (Exit.isFailure(exit) && !Exit.isInterrupted(exit)) {
-        const failure = Cause.failureOption(exit.cause)
-        if (failure._tag === "Some" && failure.value instanceof AgentStartupError) {
-          process.stderr.write(`node_mgr: ${failure.value.message}\n`)
-          return onExit(2)
-        }
-        process.stderr.write(`node_mgr: crashed: ${Cause.pretty(exit.cause)}\n`)
-        return onExit(1)
-      }
-      onExit(0)
-    }
-  })
-}
 
 const args = process.argv.slice(2)
 if (args.length === 1 && args[0] !== "--help" && args[0] !== "-h") {
