@@ -3,23 +3,13 @@ import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import type { RaftNodeApi } from "../../src/actors/RaftNode.js"
 import { decodeImage, encodeImage, encodeImageBySchema, StateMachine } from "../../src/actors/StateMachine.js"
 import { toJson } from "../../src/domain/state.js"
-import { makeInProcessGroup } from "../../src/inProcess.js"
+import { awaitLeader, makeInProcessGroup } from "../../src/inProcess.js"
 import { Journal } from "../../src/storage/Journal.js"
 import { openRaftLog } from "../../src/storage/RaftLog.js"
 
 const members = ["n1:1", "n2:1", "n3:1"]
-
-const waitLeader = <M extends { node: RaftNodeApi }>(nodes: ReadonlyArray<M>) =>
-  Effect.gen(function* () {
-    for (let i = 0; i < 500; i++) {
-      for (const m of nodes) if ((yield* m.node.status).role === "leader") return m
-      yield* Effect.sleep("10 millis")
-    }
-    return yield* Effect.dieMessage("no leader")
-  })
 
 /** A member's journal and its latest Raft snapshot, after a group ran `jobs` jobs with frequent snapshots. */
 const filledMember = (jobs: number) =>
@@ -28,7 +18,7 @@ const filledMember = (jobs: number) =>
     yield* Effect.scoped(
       Effect.gen(function* () {
         const g = yield* makeInProcessGroup({ members, dataDir: dir, raft: { snapshotEntries: 20 } })
-        const leader = yield* waitLeader(g.members)
+        const leader = yield* awaitLeader(g.members)
         for (let i = 0; i < jobs; i++) {
           yield* leader.node.submit({ _tag: "SubmitJob", jobType: "raft_mission", userName: "u", paras: { task_type: "transfer_leader", target_leader: leader.id }, at: 1000 + i })
         }

@@ -1,27 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Either, HashMap, Option } from "effect"
-import { execFile } from "node:child_process"
 import * as path from "node:path"
-import { promisify } from "node:util"
 import * as Audit from "../../src/audit/Audit.js"
 import { Divergence } from "../../src/audit/errors.js"
 import type { VerifyReport } from "../../src/audit/verify.js"
 import { decodeEvent, type JournalRow, rowHash } from "../../src/storage/Journal.js"
 import { fold, toJson } from "../../src/domain/state.js"
-import { journalRows, removeTmpDirs, runWorkload, tampered, tmpDir, type Workload } from "./workload.js"
+import { auditCli, journalRows, removeTmpDirs, runWorkload, tampered, tmpDir, type Workload } from "./workload.js"
 
-const root = path.resolve(__dirname, "../..")
 
-/** The audit through its real entry, as an operator runs it. */
-const cli = async (...args: Array<string>) => {
-  try {
-    const { stdout, stderr } = await promisify(execFile)("node", ["bin/cluster_mgr.mjs", "audit", ...args], { cwd: root })
-    return { code: 0, stdout, stderr }
-  } catch (e) {
-    const failed = e as { code: number; stdout: string; stderr: string }
-    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr }
-  }
-}
+const cli = auditCli
 
 const verify = (dir: string) => Effect.runPromise(Effect.either(Audit.verifyDataDir(dir)))
 

@@ -1,8 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Fiber, HashMap } from "effect"
-import { execFile } from "node:child_process"
 import * as path from "node:path"
-import { promisify } from "node:util"
 import { decodeImage } from "../../src/actors/StateMachine.js"
 import * as Audit from "../../src/audit/Audit.js"
 import { readRaftSnapshotNow } from "../../src/audit/DataDir.js"
@@ -10,25 +8,16 @@ import { AuditError, Divergence } from "../../src/audit/errors.js"
 import type { VerifyReport } from "../../src/audit/verify.js"
 import { Journal, type JournalRetention, type PruneMark } from "../../src/storage/Journal.js"
 import { awaitLeader, makeInProcessGroup } from "../../src/inProcess.js"
-import { journalRows, members, removeTmpDirs, resumeWorkload, runWorkload, tampered, tmpDir, type Workload } from "./workload.js"
+import { auditCli, journalRows, members, removeTmpDirs, resumeWorkload, runWorkload, tampered, tmpDir, type Workload } from "./workload.js"
 
 /**
  * The random workload of audit.test.ts with journal retention on: every member prunes its
  * journal to about the newest N events, and the audit still verifies it and names tampering.
  */
 
-const root = path.resolve(__dirname, "../..")
 const retention: JournalRetention = { events: 40, days: 0 }
 
-const cli = async (...args: Array<string>) => {
-  try {
-    const { stdout, stderr } = await promisify(execFile)("node", ["bin/cluster_mgr.mjs", "audit", ...args], { cwd: root })
-    return { code: 0, stdout, stderr }
-  } catch (e) {
-    const failed = e as { code: number; stdout: string; stderr: string }
-    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr }
-  }
-}
+const cli = auditCli
 
 const verify = (dir: string) => Effect.runPromise(Effect.either(Audit.verifyDataDir(dir)))
 

@@ -1,4 +1,6 @@
 import Database from "better-sqlite3"
+import { execFile } from "node:child_process"
+import { promisify } from "node:util"
 import { Effect, HashMap } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -153,4 +155,17 @@ export const tampered = (dir: string, edit: (db: Database) => void): string => {
     db.close()
   }
   return copy
+}
+
+const repoRoot = path.resolve(__dirname, "../..")
+
+/** The audit through its real entry (`cluster_mgr audit ...`), as an operator runs it. */
+export const auditCli = async (...args: Array<string>): Promise<{ code: number; stdout: string; stderr: string }> => {
+  try {
+    const { stdout, stderr } = await promisify(execFile)("node", ["bin/cluster_mgr.mjs", "audit", ...args], { cwd: repoRoot })
+    return { code: 0, stdout, stderr }
+  } catch (e) {
+    const failed = e as { code: number; stdout: string; stderr: string }
+    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr }
+  }
 }

@@ -1,15 +1,12 @@
 import { afterEach, describe, expect, it } from "@effect/vitest"
 import Database from "better-sqlite3"
 import { Cause, Effect, Exit, Fiber } from "effect"
-import { spawn } from "node:child_process"
 import * as fs from "node:fs"
-import * as path from "node:path"
-import { fileURLToPath } from "node:url"
 import type { Worker } from "node:worker_threads"
 import { PersistenceError, StorageInvariantViolation } from "../../src/storage/PersistenceError.js"
 import { openRaftLog, type PersistMode, persistModeFromEnv, type RaftLog } from "../../src/storage/RaftLog.js"
 import { openRaftStorage, type PersistInput } from "../../src/storage/RaftStorage.js"
-import { command, commands, config, CRASH_BATCH, fresh, makeTempDirs, nothing } from "./fixtures.js"
+import { command, commands, config, CRASH_BATCH, fresh, makeTempDirs, nothing, writeUntilKilled } from "./fixtures.js"
 
 const temp = makeTempDirs()
 const opened: Array<RaftLog> = []
@@ -223,31 +220,9 @@ describe("RaftLog on a writer thread", () => {
 })
 
 describe("crash, through the writer thread", () => {
-  const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
-  const writer = path.join(repoRoot, "test/storage/crashWriterWorker.ts")
-
-  const writeUntilKilled = (file: string, acksMin: number): Promise<number> =>
-    new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, ["--import", "tsx", writer, file], { cwd: repoRoot })
-      let acked = 0
-      let buffered = ""
-      let stderr = ""
-      child.stdout.on("data", (chunk: Buffer) => {
-        const lines = (buffered + chunk.toString()).split("\n")
-        buffered = lines.pop() ?? ""
-        for (const line of lines) acked = Math.max(acked, Number(line))
-        if (acked >= acksMin * CRASH_BATCH) child.kill("SIGKILL")
-      })
-      child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
-      child.on("error", reject)
-      child.on("exit", (_code, signal) =>
-        signal === "SIGKILL" ? resolve(acked) : reject(new Error(`writer exited early: ${stderr}`))
-      )
-    })
-
   it("everything acknowledged before a SIGKILL is there after reopening, whole batches only", async () => {
     const file = temp.dbPath()
-    const acked = await writeUntilKilled(file, 200)
+    const acked = await writeUntilKilled("crashWriterWorker.ts", file, 200)
     const loaded = loadFile(file)
     const last = loaded?.entries.at(-1)?.index ?? 0
     expect(last).toBeGreaterThanOrEqual(acked)

@@ -1,11 +1,8 @@
 import { afterEach, describe, expect, it } from "@effect/vitest"
 import Database from "better-sqlite3"
-import { spawn } from "node:child_process"
-import * as path from "node:path"
-import { fileURLToPath } from "node:url"
 import { PersistenceError, StorageInvariantViolation } from "../../src/storage/PersistenceError.js"
 import { openRaftStorage, type RaftStorage } from "../../src/storage/RaftStorage.js"
-import { command, commands, config, CRASH_BATCH, fresh, makeTempDirs, nothing } from "./fixtures.js"
+import { command, commands, config, CRASH_BATCH, fresh, makeTempDirs, nothing, writeUntilKilled } from "./fixtures.js"
 
 const temp = makeTempDirs()
 const opened: Array<RaftStorage> = []
@@ -202,35 +199,9 @@ describe("durability settings", () => {
 })
 
 describe("crash", () => {
-  const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
-  const writer = path.join(repoRoot, "test/storage/crashWriter.ts")
-
-  /** Runs crashWriter.ts until it acknowledged `acksMin` batches, then SIGKILLs it. */
-  const writeUntilKilled = (file: string, acksMin: number): Promise<number> =>
-    new Promise((resolve, reject) => {
-      // `node --import tsx` rather than the tsx CLI: the CLI forks the script into a second
-      // process, which a SIGKILL of the first would leave running.
-      const args = ["--import", "tsx", writer, file]
-      const child = spawn(process.execPath, args, { cwd: repoRoot })
-      let acked = 0
-      let buffered = ""
-      let stderr = ""
-      child.stdout.on("data", (chunk: Buffer) => {
-        const lines = (buffered + chunk.toString()).split("\n")
-        buffered = lines.pop() ?? ""
-        for (const line of lines) acked = Math.max(acked, Number(line))
-        if (acked >= acksMin * CRASH_BATCH) child.kill("SIGKILL")
-      })
-      child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
-      child.on("error", reject)
-      child.on("exit", (_code, signal) =>
-        signal === "SIGKILL" ? resolve(acked) : reject(new Error(`writer exited early: ${stderr}`))
-      )
-    })
-
   it("everything acknowledged before a SIGKILL is there after reopening, whole batches only", async () => {
     const file = temp.dbPath()
-    const acked = await writeUntilKilled(file, 200)
+    const acked = await writeUntilKilled("crashWriter.ts", file, 200)
     const loaded = open(file).load()
     const last = loaded?.entries.at(-1)?.index ?? 0
     expect(last).toBeGreaterThanOrEqual(acked)

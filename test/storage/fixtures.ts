@@ -1,6 +1,8 @@
+import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { fileURLToPath } from "node:url"
 import type { Persisted } from "../../src/domain/raft/ready.js"
 import type { Configuration, Entry } from "../../src/domain/raft/types.js"
 import type { PersistInput } from "../../src/storage/RaftStorage.js"
@@ -52,3 +54,29 @@ export const makeTempDirs = () => {
     }
   }
 }
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
+
+/**
+ * Runs a crash-writer script (test/storage/crashWriter*.ts: it prints the last index it saw
+ * durable after each batch) on `file` until it acknowledged `acksMin` batches, then SIGKILLs it;
+ * resolves with the highest index acknowledged.
+ */
+export const writeUntilKilled = (writerScript: string, file: string, acksMin: number): Promise<number> =>
+  new Promise((resolve, reject) => {
+    // `node --import tsx` rather than the tsx CLI: the CLI forks the script into a second
+    // process, which a SIGKILL of the first would leave running.
+    const child = spawn(process.execPath, ["--import", "tsx", path.join(repoRoot, "test/storage", writerScript), file], { cwd: repoRoot })
+    let acked = 0
+    let buffered = ""
+    let stderr = ""
+    child.stdout.on("data", (chunk: Buffer) => {
+      const lines = (buffered + chunk.toString()).split("\n")
+      buffered = lines.pop() ?? ""
+      for (const line of lines) acked = Math.max(acked, Number(line))
+      if (acked >= acksMin * CRASH_BATCH) child.kill("SIGKILL")
+    })
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
+    child.on("error", reject)
+    child.on("exit", (_code, signal) => (signal === "SIGKILL" ? resolve(acked) : reject(new Error(`writer exited early: ${stderr}`))))
+  })
