@@ -2,22 +2,15 @@ import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Either, HashMap, Option } from "effect"
 import * as path from "node:path"
 import * as Audit from "../../src/audit/Audit.js"
-import { Divergence } from "../../src/audit/errors.js"
 import type { VerifyReport } from "../../src/audit/verify.js"
 import { decodeEvent, type JournalRow, rowHash } from "../../src/storage/Journal.js"
 import { fold, toJson } from "../../src/domain/state.js"
-import { auditCli, journalRows, removeTmpDirs, runWorkload, tampered, tmpDir, type Workload } from "./workload.js"
+import { auditCli, divergenceOf, verifyDir, journalRows, removeTmpDirs, runWorkload, tampered, tmpDir, type Workload } from "./workload.js"
 
 
 const cli = auditCli
 
-const verify = (dir: string) => Effect.runPromise(Effect.either(Audit.verifyDataDir(dir)))
-
-const divergenceOf = async (dir: string): Promise<Divergence> => {
-  const result = await verify(dir)
-  if (Either.isRight(result) || !(result.left instanceof Divergence)) throw new Error(`expected a divergence, got ${JSON.stringify(result)}`)
-  return result.left
-}
+const verify = verifyDir
 
 let workload: Workload
 const runningReports: Array<VerifyReport> = []

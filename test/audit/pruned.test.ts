@@ -4,11 +4,11 @@ import * as path from "node:path"
 import { decodeImage } from "../../src/actors/StateMachine.js"
 import * as Audit from "../../src/audit/Audit.js"
 import { readRaftSnapshotNow } from "../../src/audit/DataDir.js"
-import { AuditError, Divergence } from "../../src/audit/errors.js"
+import { AuditError } from "../../src/audit/errors.js"
 import type { VerifyReport } from "../../src/audit/verify.js"
 import { Journal, type JournalRetention, type PruneMark } from "../../src/storage/Journal.js"
 import { awaitLeader, makeInProcessGroup } from "../../src/inProcess.js"
-import { auditCli, journalRows, members, removeTmpDirs, resumeWorkload, runWorkload, tampered, tmpDir, type Workload } from "./workload.js"
+import { auditCli, divergenceOf, verifyDir, journalRows, members, removeTmpDirs, resumeWorkload, runWorkload, tampered, tmpDir, type Workload } from "./workload.js"
 
 /**
  * The random workload of audit.test.ts with journal retention on: every member prunes its
@@ -19,13 +19,7 @@ const retention: JournalRetention = { events: 40, days: 0 }
 
 const cli = auditCli
 
-const verify = (dir: string) => Effect.runPromise(Effect.either(Audit.verifyDataDir(dir)))
-
-const divergenceOf = async (dir: string): Promise<Divergence> => {
-  const result = await verify(dir)
-  if (Either.isRight(result) || !(result.left instanceof Divergence)) throw new Error(`expected a divergence, got ${JSON.stringify(result)}`)
-  return result.left
-}
+const verify = verifyDir
 
 const markOf = (dir: string): PruneMark | undefined => {
   const journal = Journal.openReadOnly(path.join(dir, "journal.db"))

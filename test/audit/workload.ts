@@ -1,10 +1,12 @@
 import Database from "better-sqlite3"
 import { execFile } from "node:child_process"
 import { promisify } from "node:util"
-import { Effect, HashMap } from "effect"
+import { Effect, Either, HashMap } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import * as Audit from "../../src/audit/Audit.js"
+import { Divergence } from "../../src/audit/errors.js"
 import { awaitLeader, type InProcessMember, makeInProcessGroup } from "../../src/inProcess.js"
 import type { StateCommand } from "../../src/domain/jobs.js"
 import { Prng } from "../../src/domain/raft/prng.js"
@@ -168,4 +170,14 @@ export const auditCli = async (...args: Array<string>): Promise<{ code: number; 
     const failed = e as { code: number; stdout: string; stderr: string }
     return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr }
   }
+}
+
+/** `audit verify` as an Effect, run to an Either. */
+export const verifyDir = (dir: string) => Effect.runPromise(Effect.either(Audit.verifyDataDir(dir)))
+
+/** The divergence verify reports for `dir`; throws if verify passes or fails otherwise. */
+export const divergenceOf = async (dir: string): Promise<Divergence> => {
+  const result = await verifyDir(dir)
+  if (Either.isRight(result) || !(result.left instanceof Divergence)) throw new Error(`expected a divergence, got ${JSON.stringify(result)}`)
+  return result.left
 }
