@@ -40,7 +40,7 @@ import * as fs from "node:fs"
 import { keepAliveAgent, type LoadResult, runLoad, sleep, startLoad } from "./loadgen.js"
 import { installCleanup, kill9, killAndWait, median, pssMb, removeDir, rssMb } from "./procs.js"
 import { FILL, measureOps, OPS, opsNotes, opsRows, type OpsFigures, opsWatchdogMs, PAUSES, TRANSFERS } from "./ops.js"
-import { fmt, renderTable, type Row } from "./table.js"
+import { fmt, msRow, renderTable, type Row } from "./table.js"
 import { ClusterMgr, cmRunsBundle, ensureCmBundle, Etcd, ensureEtcd, type System, waitLeader, waitRejoined, waitStableLeader } from "./systems.js"
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5)
@@ -234,47 +234,22 @@ const printTable = (
       digits: 2
     })
   }
-  const fo = (f: SystemFigures | undefined, pick: (xs: Array<number>) => number) =>
-    f === undefined || f.failover.length === 0 ? undefined : pick(f.failover)
+  /** One statistic of a per-kill list, undefined when the system has none. */
+  const of = (f: SystemFigures | undefined, xs: (f: SystemFigures) => Array<number>, by: (xs: Array<number>) => number) =>
+    f === undefined || xs(f).length === 0 ? undefined : by(xs(f))
   const min = (xs: Array<number>) => Math.min(...xs)
   const max = (xs: Array<number>) => Math.max(...xs)
   if (KILLS > 0) {
     const n = `${ours.failover.length}/${KILLS} kills${ours.failoverMissed ? `, ${ours.failoverMissed} without an accept in 20 s` : ""}`
-    rows.push({ figure: `failover min (${n})`, ours: fo(ours, min) ?? NaN, theirs: fo(etcd, min), unit: "ms", better: "lower", target: "—", digits: 0 })
-    rows.push({
-      figure: "failover median",
-      ours: fo(ours, median) ?? NaN,
-      theirs: fo(etcd, median),
-      unit: "ms",
-      better: "lower",
-      target: "<= 300 ms (20 kills)",
-      met: (o) => o <= 300,
-      digits: 0
-    })
-    rows.push({
-      figure: "failover max",
-      ours: fo(ours, max) ?? NaN,
-      theirs: fo(etcd, max),
-      unit: "ms",
-      better: "lower",
-      target: "<= 600 ms (20 kills)",
-      met: (o) => o <= 600 && ours.failoverMissed === 0,
-      digits: 0
-    })
-  }
-  if (KILLS > 0) {
-    const stall = (f: SystemFigures | undefined, pick: (xs: Array<number>) => number) =>
-      f === undefined || f.stalls.length === 0 ? undefined : pick(f.stalls)
-    rows.push({
-      figure: "longest stall per kill, until rejoined (median)",
-      ours: stall(ours, median) ?? NaN,
-      theirs: stall(etcd, median),
-      unit: "ms",
-      better: "lower",
-      target: "—",
-      digits: 0
-    })
-    rows.push({ figure: "longest stall per kill (max)", ours: stall(ours, max) ?? NaN, theirs: stall(etcd, max), unit: "ms", better: "lower", target: "—", digits: 0 })
+    const failover = (f: SystemFigures) => f.failover
+    const stalls = (f: SystemFigures) => f.stalls
+    rows.push(
+      msRow(`failover min (${n})`, of(ours, failover, min), of(etcd, failover, min)),
+      msRow("failover median", of(ours, failover, median), of(etcd, failover, median), "<= 300 ms (20 kills)", (o) => o <= 300),
+      msRow("failover max", of(ours, failover, max), of(etcd, failover, max), "<= 600 ms (20 kills)", (o) => o <= 600 && ours.failoverMissed === 0),
+      msRow("longest stall per kill, until rejoined (median)", of(ours, stalls, median), of(etcd, stalls, median)),
+      msRow("longest stall per kill (max)", of(ours, stalls, max), of(etcd, stalls, max))
+    )
   }
   const maxOf = (xs: Array<number> | undefined) => (xs === undefined || xs.length === 0 ? undefined : Math.max(...xs))
   rows.push({ figure: "RSS per node idle (max of 3)", ours: maxOf(ours.rssIdle)!, theirs: maxOf(etcd?.rssIdle), unit: "MB", better: "lower", target: "<= 60 MB", met: (o) => o <= 60 })
@@ -288,28 +263,14 @@ const printTable = (
     met: (o) => o <= 100
   })
   rows.push({ figure: "RSS per node idle after load (max)", ours: maxOf(ours.rssAfter)!, theirs: maxOf(etcd?.rssAfter), unit: "MB", better: "lower", target: "—" })
-  rows.push({ figure: "spawn -> serves status, empty dir (median of 3)", ours: median(ours.startMs), theirs: etcd ? median(etcd.startMs) : undefined, unit: "ms", better: "lower", target: "—", digits: 0 })
+  rows.push(msRow("spawn -> serves status, empty dir (median of 3)", median(ours.startMs), etcd ? median(etcd.startMs) : undefined))
   if (ours.restartMs.length > 0) {
     const idx = Math.round(median(ours.restartIndex))
-    rows.push({
-      figure: `spawn -> serves status, restart (median; ~${idx} entries)`,
-      ours: median(ours.restartMs),
-      theirs: etcd && etcd.restartMs.length > 0 ? median(etcd.restartMs) : undefined,
-      unit: "ms",
-      better: "lower",
-      target: "<= 1000 ms (100,000 events)",
-      met: (o) => o <= 1000,
-      digits: 0
-    })
-    rows.push({
-      figure: "spawn -> serves status, restart (max)",
-      ours: Math.max(...ours.restartMs),
-      theirs: etcd && etcd.restartMs.length > 0 ? Math.max(...etcd.restartMs) : undefined,
-      unit: "ms",
-      better: "lower",
-      target: "—",
-      digits: 0
-    })
+    const restarts = (f: SystemFigures) => f.restartMs
+    rows.push(
+      msRow(`spawn -> serves status, restart (median; ~${idx} entries)`, median(ours.restartMs), of(etcd, restarts, median), "<= 1000 ms (100,000 events)", (o) => o <= 1000),
+      msRow("spawn -> serves status, restart (max)", Math.max(...ours.restartMs), of(etcd, restarts, max))
+    )
   }
   if (oursOps !== undefined) rows.push(...opsRows(oursOps, etcdOps))
 

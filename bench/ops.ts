@@ -33,7 +33,7 @@ import { parseConfig } from "../src/domain/config.js"
 import { request, type Send, sleep, startLoad } from "./loadgen.js"
 import { killAndWait, median, removeDir, stopGracefully, waitFor } from "./procs.js"
 import { ClusterMgr, type CmNode, Etcd, type System, type SysNode, waitLeader, waitRejoined, waitStableLeader } from "./systems.js"
-import { fmt, type Row } from "./table.js"
+import { fmt, msRow, type Row } from "./table.js"
 
 export const OPS = process.env.BENCH_OPS !== "0"
 export const TRANSFERS = Number(process.env.BENCH_TRANSFERS ?? 20)
@@ -461,83 +461,38 @@ export const opsRows = (ours: OpsFigures, theirs: OpsFigures | undefined): Array
   if (TRANSFERS > 0) {
     const failed = ours.transferFailures.length
     const n = `${ours.transfers.length}/${TRANSFERS} transfers${failed > 0 ? `, ${failed} failed` : ""}`
-    rows.push({
-      figure: `transfer_leader Emit -> job done, median (${n})`,
-      ours: pick(ours, (f) => f.transfers, median) ?? NaN,
-      theirs: pick(theirs, (f) => f.transfers, median),
-      unit: "ms",
-      better: "lower",
-      target: "median <= 100 ms",
-      met: (o) => o <= 100,
-      digits: 1
-    })
-    rows.push({
-      figure: "transfer_leader Emit -> job done, max",
-      ours: pick(ours, (f) => f.transfers, maxOf) ?? NaN,
-      theirs: pick(theirs, (f) => f.transfers, maxOf),
-      unit: "ms",
-      better: "lower",
-      target: "—",
-      digits: 1
-    })
+    const transfers = (f: OpsFigures) => f.transfers
+    rows.push(
+      msRow(`transfer_leader Emit -> job done, median (${n})`, pick(ours, transfers, median), pick(theirs, transfers, median), "median <= 100 ms", (o) => o <= 100, 1),
+      msRow("transfer_leader Emit -> job done, max", pick(ours, transfers, maxOf), pick(theirs, transfers, maxOf), "—", undefined, 1)
+    )
   }
   if (PAUSES > 0) {
     const target = ours.electionTimeoutMs + 2 * ours.heartbeatMs
     const label = `<= ${fmt(target, 0)} ms (election ${fmt(ours.electionTimeoutMs, 0)} + 2 x heartbeat ${fmt(ours.heartbeatMs, 0)})`
     const n = `${ours.pauses.length}/${PAUSES} pauses${ours.pauseMissed ? `, ${ours.pauseMissed} without an accept in 20 s` : ""}`
-    rows.push({
-      figure: `failover, leader paused (SIGSTOP), median (${n})`,
-      ours: pick(ours, (f) => f.pauses, median) ?? NaN,
-      theirs: pick(theirs, (f) => f.pauses, median),
-      unit: "ms",
-      better: "lower",
-      target: label,
-      met: (o) => o <= target,
-      digits: 0
-    })
-    rows.push({
-      figure: "failover, leader paused (SIGSTOP), max",
-      ours: pick(ours, (f) => f.pauses, maxOf) ?? NaN,
-      theirs: pick(theirs, (f) => f.pauses, maxOf),
-      unit: "ms",
-      better: "lower",
-      target: label,
-      met: (o) => o <= target && ours.pauseMissed === 0,
-      digits: 0
-    })
+    const pauses = (f: OpsFigures) => f.pauses
+    rows.push(
+      msRow(`failover, leader paused (SIGSTOP), median (${n})`, pick(ours, pauses, median), pick(theirs, pauses, median), label, (o) => o <= target),
+      msRow("failover, leader paused (SIGSTOP), max", pick(ours, pauses, maxOf), pick(theirs, pauses, maxOf), label, (o) => o <= target && ours.pauseMissed === 0)
+    )
   }
   const filled = `${ours.fillJobs} jobs, index ${ours.fillIndex}`
-  rows.push({
-    figure: `restart of a follower after SIGTERM, spawn -> serves status (${filled})`,
-    ours: ours.restartTerm ?? NaN,
-    theirs: theirs?.restartTerm,
-    unit: "ms",
-    better: "lower",
-    target: "<= 1000 ms (100,000 events)",
-    met: (o) => o <= 1000,
-    digits: 0
-  })
-  rows.push({
-    figure: "restart of a follower after kill -9, spawn -> serves status",
-    ours: ours.restartKill ?? NaN,
-    theirs: theirs?.restartKill,
-    unit: "ms",
-    better: "lower",
-    target: "<= 1000 ms (100,000 events)",
-    met: (o) => o <= 1000,
-    digits: 0
-  })
+  const restartTarget = "<= 1000 ms (100,000 events)"
+  rows.push(
+    msRow(`restart of a follower after SIGTERM, spawn -> serves status (${filled})`, ours.restartTerm, theirs?.restartTerm, restartTarget, (o) => o <= 1000),
+    msRow("restart of a follower after kill -9, spawn -> serves status", ours.restartKill, theirs?.restartKill, restartTarget, (o) => o <= 1000)
+  )
   const a = ours.addPeer
-  rows.push({
-    figure: `add_peer of an empty node behind ${a ? a.behind : "?"} applied entries, Emit -> ${a && a.status !== "done" ? a.status : "done"}`,
-    ours: a === undefined || a.status !== "done" ? NaN : a.ms,
-    theirs: undefined,
-    unit: "ms",
-    better: "lower",
-    target: "<= 5000 ms (1,000,000 entries)",
-    met: (o) => o <= 5000,
-    digits: 0
-  })
+  rows.push(
+    msRow(
+      `add_peer of an empty node behind ${a ? a.behind : "?"} applied entries, Emit -> ${a && a.status !== "done" ? a.status : "done"}`,
+      a === undefined || a.status !== "done" ? NaN : a.ms,
+      undefined,
+      "<= 5000 ms (1,000,000 entries)",
+      (o) => o <= 5000
+    )
+  )
   return rows
 }
 

@@ -18,6 +18,16 @@ export interface Row {
   digits?: number
 }
 
+/** A time in ms, lower being better (failovers, transfers, restarts). */
+export const msRow = (
+  figure: string,
+  ours: number | undefined,
+  theirs: number | undefined,
+  target = "—",
+  met?: (ours: number) => boolean,
+  digits = 0
+): Row => ({ figure, ours: ours ?? NaN, theirs, unit: "ms", better: "lower", target, ...(met === undefined ? {} : { met }), digits })
+
 /** The table as lines (header, alignment row, one line per row), Markdown-shaped. */
 export const renderTable = (rows: ReadonlyArray<Row>, etcdAvailable: boolean): Array<string> => {
   const lines = rows.map((r) => {

@@ -159,7 +159,7 @@ const leanEmit = (emit: Emit, maxBodyBytes: number, run: ReturnType<typeof Runti
           onExit: (exit) =>
             exit._tag === "Success"
               ? reply(200, exit.value)
-              : reply(500, { attachment: null, error_code: "70001", error_info: "internal error", status: "failed", version: "1.0" })
+              : reply(500, protocolErrorBody("internal error"))
         }
       )
     })

@@ -1,4 +1,4 @@
-import { Data } from "effect"
+import { Data, Effect } from "effect"
 import { StorageInvariantViolation } from "./StorageInvariantViolation.js"
 
 export { assertStorage, StorageInvariantViolation } from "./StorageInvariantViolation.js"
@@ -24,3 +24,13 @@ export const toPersistenceError = (operation: string, error: unknown): unknown =
   const reason = error instanceof Error ? error.message : String(error)
   return new PersistenceError({ operation, reason, cause: error })
 }
+
+/** Runs a synchronous store call: its PersistenceError fails, anything else dies. */
+export const attempt = <A>(f: () => A): Effect.Effect<A, PersistenceError> =>
+  Effect.suspend(() => {
+    try {
+      return Effect.succeed(f())
+    } catch (error) {
+      return error instanceof PersistenceError ? Effect.fail(error) : Effect.die(error)
+    }
+  })

@@ -4,7 +4,7 @@ import { createRequire } from "node:module"
 import { fileURLToPath, pathToFileURL } from "node:url"
 import { Worker } from "node:worker_threads"
 import type { Persisted } from "../domain/raft/ready.js"
-import { PersistenceError, StorageInvariantViolation, toPersistenceError } from "./PersistenceError.js"
+import { attempt, PersistenceError, StorageInvariantViolation, toPersistenceError } from "./PersistenceError.js"
 import { MetaKey } from "./raftSchema.js"
 import {
   openRaftStorage,
@@ -78,15 +78,6 @@ export interface RaftLogOptions extends RaftStorageOptions {
   readonly persist?: PersistMode
 }
 
-/** Runs a synchronous store call: its PersistenceError fails, anything else dies. */
-const attempt = <A>(f: () => A): Effect.Effect<A, PersistenceError> =>
-  Effect.suspend(() => {
-    try {
-      return Effect.succeed(f())
-    } catch (error) {
-      return error instanceof PersistenceError ? Effect.fail(error) : Effect.die(error)
-    }
-  })
 
 /** A RaftStorage used inline: every persist blocks the calling thread until its fsync is done. */
 export const syncRaftLog = (storage: RaftStorage, note?: string): RaftLog => ({

@@ -1,7 +1,7 @@
 import { Context, Effect, Layer } from "effect"
 import type { Persisted } from "../domain/raft/ready.js"
 import type { Entry } from "../domain/raft/types.js"
-import { PersistenceError } from "./PersistenceError.js"
+import { attempt, PersistenceError } from "./PersistenceError.js"
 import {
   openRaftStorage,
   type PersistInput,
@@ -31,15 +31,6 @@ export class RaftStore extends Context.Tag("cluster_mgr/RaftStore")<RaftStore, R
   ): Layer.Layer<RaftStore, PersistenceError> => Layer.scoped(RaftStore, make(path, options))
 }
 
-/** Runs a synchronous store call, failing with its PersistenceError and dying on anything else. */
-const attempt = <A>(f: () => A): Effect.Effect<A, PersistenceError> =>
-  Effect.suspend(() => {
-    try {
-      return Effect.succeed(f())
-    } catch (error) {
-      return error instanceof PersistenceError ? Effect.fail(error) : Effect.die(error)
-    }
-  })
 
 export const fromStorage = (storage: RaftStorage): RaftStoreService => ({
   storage,

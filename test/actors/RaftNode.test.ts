@@ -3,19 +3,12 @@ import { Effect, HashMap, Option } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import type { RaftNodeApi } from "../../src/actors/RaftNode.js"
 import { makeInProcessGroup } from "../../src/inProcess.js"
+import { pollLeader } from "../support/pollLeader.js"
 
 const members = ["n1:1", "n2:1", "n3:1"]
 
-const waitLeader = <M extends { node: RaftNodeApi }>(nodes: ReadonlyArray<M>) =>
-  Effect.gen(function* () {
-    for (let i = 0; i < 500; i++) {
-      for (const m of nodes) if ((yield* m.node.status).role === "leader") return m
-      yield* Effect.sleep("10 millis")
-    }
-    return yield* Effect.dieMessage("no leader")
-  })
+const waitLeader = pollLeader
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), "cm-node-"))
 

@@ -4,20 +4,13 @@ import { Effect, Fiber, HashMap, Option } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import type { RaftNodeApi } from "../../src/actors/RaftNode.js"
 import { makeInProcessGroup } from "../../src/inProcess.js"
+import { pollLeader } from "../support/pollLeader.js"
 import type { PersistMode } from "../../src/storage/RaftLog.js"
 
 const members = ["p1:1", "p2:1", "p3:1"]
 
-const waitLeader = <M extends { node: RaftNodeApi }>(nodes: ReadonlyArray<M>) =>
-  Effect.gen(function* () {
-    for (let i = 0; i < 1000; i++) {
-      for (const m of nodes) if ((yield* m.node.status).role === "leader") return m
-      yield* Effect.sleep("10 millis")
-    }
-    return yield* Effect.dieMessage("no leader")
-  })
+const waitLeader = pollLeader
 
 const job = (at: number) => ({ _tag: "SubmitJob" as const, jobType: "x", userName: "u", paras: {}, at })
 const jobIdOf = (a: { events: ReadonlyArray<unknown> }) => (a.events[0] as { jobId: string }).jobId
