@@ -1,4 +1,4 @@
-import { Clock, Data, Effect, HashMap, Option, PubSub, Queue, Stream } from "effect"
+import { Clock, Data, Effect, Option, PubSub, Queue, Stream } from "effect"
 import type { Layer } from "effect"
 import type { NodeHttpAddress } from "./actors/JobScheduler.js"
 import { OperationFailed, type RaftError, type RaftNode, type RaftNodeApi } from "./actors/RaftNode.js"
@@ -54,7 +54,7 @@ export const awaitJob = (node: RaftNodeApi, jobId: string): Effect.Effect<Job, N
     Effect.gen(function* () {
       // Subscribed before the first look, so an end applied in between is still seen.
       const applied = yield* PubSub.subscribe(node.applied)
-      const look = Effect.map(node.localState, (s) => HashMap.get(s.jobs, jobId))
+      const look = Effect.flatMap(node.localState, (s) => node.job(s, jobId))
       let job = yield* look
       if (Option.isNone(job)) return yield* new NoSuchJob({ jobId })
       while (!ended(job.value)) {

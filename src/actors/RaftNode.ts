@@ -3,7 +3,7 @@ import { encodeCommand, type StateCommand } from "../domain/jobs.js"
 import { bootstrapPersisted, RaftCore } from "../domain/raft/core.js"
 import type { RaftOptions } from "../domain/raft/options.js"
 import type { Notice, Persisted, RaftStatus, Ready, Refusal, Role } from "../domain/raft/ready.js"
-import type { ClusterState } from "../domain/state.js"
+import type { ClusterState, Job } from "../domain/state.js"
 import type { Journal } from "../storage/Journal.js"
 import { asRaftLog, type RaftLog } from "../storage/RaftLog.js"
 import type { RaftStorage } from "../storage/RaftStorage.js"
@@ -55,6 +55,11 @@ export interface RaftNodeApi {
   readonly read: Effect.Effect<ClusterState, RaftError>
   /** This node's state as applied so far (may lag the leader). */
   readonly localState: Effect.Effect<ClusterState>
+  /**
+   * A job as of `state` (from `read` or `localState`): from the state, or from this node's
+   * journal for an old finished job the state no longer holds (StateMachine.job).
+   */
+  readonly job: (state: ClusterState, jobId: string) => Effect.Effect<Option.Option<Job>>
   readonly changeMembership: (voters: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, RaftError>
   readonly transferLeadership: (target: string) => Effect.Effect<string, RaftError>
   readonly status: Effect.Effect<RaftStatus>
@@ -472,6 +477,7 @@ export const makeRaftNode = (settings: RaftNodeSettings) =>
       submit: (command) => ask<AppliedEntry>((done) => ({ _tag: "Propose", data: encodeCommand(command), done })),
       read: ask<ClusterState>((done) => ({ _tag: "Read", done })),
       localState: Effect.sync(() => sm.state),
+      job: (state, jobId) => Effect.sync(() => Option.fromNullable(sm.job(state, jobId))),
       changeMembership: (voters) => ask<ReadonlyArray<string>>((done) => ({ _tag: "Change", voters, done })),
       transferLeadership: (target) => ask<string>((done) => ({ _tag: "Transfer", target, done })),
       status: Effect.sync(() => core.status()),

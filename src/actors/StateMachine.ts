@@ -2,7 +2,7 @@ import { HashMap, Option, Schema } from "effect"
 import type { Event } from "../domain/events.js"
 import { applyEntry } from "../domain/jobs.js"
 import type { Entry } from "../domain/raft/types.js"
-import { type ClusterState, emptyState, fromJson, StateJson, toJson } from "../domain/state.js"
+import { type ClusterState, emptyState, foldJob, fromJson, type Job, StateJson, toJson } from "../domain/state.js"
 import { decodeEvent, type JournalInput, type Journal, type JournalHead } from "../storage/Journal.js"
 import { evolve } from "../domain/state.js"
 import { JournalPruner } from "./JournalPruner.js"
@@ -126,6 +126,27 @@ export class StateMachine {
     this.current = s
     this.pruner.step(this.lastAt, rows.length)
     return out
+  }
+
+  /**
+   * A job as of `state` (this machine's state or one it held earlier): from the state, else, for
+   * a finished job that left the state's window of recent ids (recentJobsKept), folded from its
+   * own events in the journal. A finished job never changes, so the journal's newer rows answer
+   * for any earlier state. Undefined when the journal no longer holds it either (pruned by
+   * retention, or before the snapshot this node joined from).
+   */
+  job(state: ClusterState, jobId: string): Job | undefined {
+    const held = HashMap.get(state.jobs, jobId)
+    if (Option.isSome(held)) return held.value
+    if (!/^[1-9][0-9]{0,15}$/.test(jobId) || Number(jobId) >= state.nextJobId) return undefined
+    const rows = this.journal.rows({ jobId })
+    if (rows.length === 0) return undefined
+    const events = rows.map((row) => decodeEvent(row.event))
+    if (events[0]._tag === "JobAccepted") return foldJob(jobId, events)
+    // Accepted before the journal's base: it starts as the base's state holds it.
+    const image = this.journal.journalBase().state
+    const atBase = image ? HashMap.get(fromJson(decodeImage(image).state).jobs, jobId) : Option.none()
+    return Option.isSome(atBase) ? foldJob(jobId, events, atBase.value) : undefined
   }
 
   /** The image a Raft snapshot carries; the journal is made durable first (see Journal.sync). */

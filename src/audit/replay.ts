@@ -1,7 +1,7 @@
 import { Either, HashMap, Option } from "effect"
 import { decodeImage } from "../actors/StateMachine.js"
 import type { Event } from "../domain/events.js"
-import { type ClusterState, emptyState, evolve, fromJson, type Job } from "../domain/state.js"
+import { type ClusterState, emptyState, evolve, foldJob, fromJson, type Job } from "../domain/state.js"
 import { decodeEvent, type Journal, type JournalBase, type JournalFilter, type JournalRow } from "../storage/Journal.js"
 import { AuditError, Divergence } from "./errors.js"
 
@@ -107,9 +107,8 @@ export interface JobHistory {
 export const jobHistory = (journal: Journal, jobId: string): JobHistory => {
   const baseSeq = journal.journalBase().seq
   const rows = [...pages(journal, { jobId, fromSeq: baseSeq + 1 })]
-  let state = startOf(journal)
-  for (const row of rows) state = evolve(state, decodeOrFail(row))
-  const job = HashMap.get(state.jobs, jobId)
-  if (Option.isNone(job)) throw new AuditError({ message: `no job ${jobId} in this journal` })
-  return { rows, job: job.value, baseSeq, baseReason: baseReason(journal) }
+  const atBase = Option.getOrUndefined(HashMap.get(startOf(journal).jobs, jobId))
+  const job = foldJob(jobId, rows.map(decodeOrFail), atBase)
+  if (job === undefined) throw new AuditError({ message: `no job ${jobId} in this journal` })
+  return { rows, job, baseSeq, baseReason: baseReason(journal) }
 }

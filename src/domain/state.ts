@@ -21,7 +21,9 @@ export type Job = typeof Job.Type
 
 /**
  * The replicated state: a pure fold of events. Jobs live in a persistent HashMap so that each
- * event costs O(log n), not a copy of the whole job log.
+ * event costs O(log n), not a copy of the whole job log. It holds every open job and only the
+ * newest `recentJobsKept` job ids beyond them (see there): a finished job older than that is
+ * read from the journal, which holds its events.
  */
 export interface ClusterState {
   readonly nextJobId: number
@@ -52,16 +54,41 @@ const updateMachine = (state: ClusterState, hostaddr: string, f: (m: Machine) =>
   return { ...state, machines: HashMap.set(state.machines, hostaddr, f(m.value)) }
 }
 
+/**
+ * How many of the newest job ids the state keeps when their jobs are finished. A finished job
+ * never changes again and its events stay in the journal, so older finished jobs leave the
+ * state: memory, snapshot images, restarts and a new member's catch-up then grow with the open
+ * jobs and this window, not with the whole job log (100k jobs made a 47 MB image). Clients poll
+ * a job soon after submitting it, so a status almost always comes from memory; an older one is
+ * one indexed journal query (StateMachine.job). A constant, not a setting: every replica must
+ * fold the same state.
+ */
+export const recentJobsKept = 1024
+
+/** A job id outside the window of recent ids: leaves the state once its job is finished. */
+const isOld = (state: ClusterState, jobId: string): boolean => Number(jobId) < state.nextJobId - recentJobsKept
+
+export const isFinished = (job: Job): boolean => job.status === "done" || job.status === "failed"
+
 const updateJob = (state: ClusterState, jobId: string, f: (job: Job) => Job): ClusterState => {
   const job = HashMap.get(state.jobs, jobId)
   if (Option.isNone(job)) return state
-  return { ...state, jobs: HashMap.set(state.jobs, jobId, f(job.value)) }
+  const next = f(job.value)
+  if (isFinished(next) && isOld(state, jobId)) return { ...state, jobs: HashMap.remove(state.jobs, jobId) }
+  return { ...state, jobs: HashMap.set(state.jobs, jobId, next) }
+}
+
+/** The job whose id just left the window, if it is finished (an open one stays until it ends). */
+const evictLeaving = (state: ClusterState): ClusterState => {
+  const leaving = String(state.nextJobId - 1 - recentJobsKept)
+  const job = HashMap.get(state.jobs, leaving)
+  return Option.isSome(job) && isFinished(job.value) ? { ...state, jobs: HashMap.remove(state.jobs, leaving) } : state
 }
 
 export const evolve = (state: ClusterState, event: Event): ClusterState => {
   switch (event._tag) {
     case "JobAccepted":
-      return {
+      return evictLeaving({
         ...state,
         nextJobId: Math.max(state.nextJobId, Number(event.jobId) + 1),
         jobs: HashMap.set(state.jobs, event.jobId, {
@@ -77,7 +104,7 @@ export const evolve = (state: ClusterState, event: Event): ClusterState => {
           startedAt: null,
           endedAt: null
         })
-      }
+      })
     case "JobStarted":
       return updateJob(state, event.jobId, (j) => ({ ...j, status: "ongoing", memo: event.memo, startedAt: event.at }))
     case "JobProgressed":
@@ -133,6 +160,17 @@ export const fold = (events: Iterable<Event>, from: ClusterState = emptyState): 
   return s
 }
 
+/**
+ * One job's own events folded alone, from `start`: the job as it stood before them, when it began
+ * earlier (in a journal's base). Only a job's own events change it, and folded alone its id is the
+ * newest, so the window never drops it: this is how a job that left the state is read back.
+ */
+export const foldJob = (jobId: string, events: Iterable<Event>, start?: Job): Job | undefined => {
+  let s: ClusterState = { ...emptyState, nextJobId: Number(jobId) + 1, jobs: start ? HashMap.make([jobId, start]) : HashMap.empty() }
+  for (const e of events) s = evolve(s, e)
+  return Option.getOrUndefined(HashMap.get(s.jobs, jobId))
+}
+
 /** Jobs that are not finished, oldest first: what a new leader must resume. */
 export const unfinishedJobs = (state: ClusterState): Array<Job> =>
   [...HashMap.values(state.jobs)]
@@ -164,9 +202,12 @@ export const toJson = (s: ClusterState): StateJson => ({
   machines: [...HashMap.values(s.machines)].sort((a, b) => (a.hostaddr < b.hostaddr ? -1 : a.hostaddr > b.hostaddr ? 1 : 0))
 })
 
+/** An image written before the window existed may hold every job: the old finished ones are dropped. */
 export const fromJson = (j: StateJson): ClusterState => ({
   nextJobId: j.nextJobId,
-  jobs: HashMap.fromIterable(j.jobs.map((job) => [job.id, job] as const)),
+  jobs: HashMap.fromIterable(
+    j.jobs.filter((job) => !isFinished(job) || Number(job.id) >= j.nextJobId - recentJobsKept).map((job) => [job.id, job] as const)
+  ),
   voters: j.voters,
   learners: j.learners,
   leader: j.leader,

@@ -10,7 +10,7 @@ import { BadRequest, Busy, type EmitError, Internal, NotFound, Timeout, Unavaila
 import { accepted, type EmitReply, failure, jobStatus, syncResult } from "../domain/emit/replies.js"
 import type { RaftStatus } from "../domain/raft/ready.js"
 import { machineReply } from "../domain/machines.js"
-import type { ClusterState } from "../domain/state.js"
+import type { ClusterState, Job } from "../domain/state.js"
 
 /** Marks a request already forwarded once, so that two nodes never bounce it between them. */
 export const forwardedHeader = "x-cluster-mgr-forwarded"
@@ -70,7 +70,8 @@ export const makeEmit = Effect.gen(function* () {
       case "get_status":
         return node.read.pipe(
           Effect.mapError(fromRaftError),
-          Effect.map((state) => statusReply(state, command.job_id))
+          Effect.flatMap((state) => node.job(state, command.job_id)),
+          Effect.map((job) => statusReply(job, command.job_id))
         )
       case "raft_mission":
         return Effect.gen(function* () {
@@ -170,8 +171,7 @@ const requestCounter = (jobType: string, status: string) => {
 }
 const acceptedJobs = Metric.tagged(metrics.jobs, "status", "accepted")
 
-const statusReply = (state: ClusterState, jobId: string): EmitReply => {
-  const job = HashMap.get(state.jobs, jobId)
+const statusReply = (job: Option.Option<Job>, jobId: string): EmitReply => {
   if (Option.isNone(job)) return failure(new NotFound({ info: `no job with job_id ${jobId}` }))
   const j = job.value
   const error = j.status === "failed" ? { code: j.errorCode as "70007", info: j.errorInfo } : undefined

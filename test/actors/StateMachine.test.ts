@@ -1,13 +1,15 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, HashMap, Option } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { decodeImage, encodeImage, encodeImageBySchema, StateMachine } from "../../src/actors/StateMachine.js"
-import { fold, toJson } from "../../src/domain/state.js"
+import type { Event } from "../../src/domain/events.js"
+import { fold, recentJobsKept, toJson } from "../../src/domain/state.js"
 import { awaitLeader, makeInProcessGroup } from "../../src/inProcess.js"
-import { decodeEvent, Journal } from "../../src/storage/Journal.js"
+import { decodeEvent, Journal, type JournalInput } from "../../src/storage/Journal.js"
 import { openRaftLog } from "../../src/storage/RaftLog.js"
+import { accepted, done, failed, started } from "../support/jobEvents.js"
 
 const members = ["n1:1", "n2:1", "n3:1"]
 
@@ -95,5 +97,49 @@ describe("StateMachine recovery", () => {
     )
     expect(JSON.parse(encodeImage(image))).toEqual(JSON.parse(encodeImageBySchema(image)))
     expect(decodeImage(encodeImage(image))).toEqual(image)
+  })
+})
+
+describe("StateMachine.job: finished jobs that left the state's window", () => {
+  const journalIn = (name: string) => Journal.open(path.join(fs.mkdtempSync(path.join(os.tmpdir(), "cm-smjob-")), name))
+  let index = 0
+  const rows = (events: ReadonlyArray<Event>): Array<JournalInput> =>
+    events.map((event) => ({ event, logIndex: ++index, logTerm: 1, at: "at" in event ? event.at : 0, userName: "u" }))
+
+  it("reads an old finished job from its journal rows, and knows no job the journal never had", () => {
+    const journal = journalIn("journal.db")
+    const n = recentJobsKept + 20
+    const events: Array<Event> = [accepted(1), started(1)]
+    for (let id = 2; id <= n; id++) events.push(accepted(id), id % 3 === 0 ? failed(id) : done(id))
+    journal.append(rows(events), index)
+    const sm = new StateMachine(journal)
+    const full = fold(events)
+    expect(Option.isNone(HashMap.get(sm.state.jobs, "2"))).toBe(true)
+    expect(Option.isSome(HashMap.get(sm.state.jobs, "1"))).toBe(true)
+    // The whole-log fold with the window off, as the reference: each job folded alone.
+    const alone = (id: number) => toJson(fold(events.filter((e) => "jobId" in e && e.jobId === String(id)))).jobs[0]
+    for (const id of [2, 3, 4, 20]) expect(sm.job(sm.state, String(id))).toEqual(alone(id))
+    expect(sm.job(sm.state, String(n))).toEqual(Option.getOrUndefined(HashMap.get(full.jobs, String(n))))
+    // An open job that ends out of the window leaves the state, and the journal answers for it.
+    journal.append(rows([done(1)]), index)
+    const after = new StateMachine(journal)
+    expect(Option.isNone(HashMap.get(after.state.jobs, "1"))).toBe(true)
+    expect(after.job(after.state, "1")).toMatchObject({ id: "1", status: "done", startedAt: 1, endedAt: 1, memo: { ok: 1 } })
+    for (const unknown of [String(n + 1), "0", "-1", "01", "x", "1e3", ""]) expect(after.job(after.state, unknown)).toBeUndefined()
+    journal.close()
+  })
+
+  it("a job accepted before the journal's base (an installed snapshot) starts from the base's state", () => {
+    const journal = journalIn("journal.db")
+    const sm = new StateMachine(journal)
+    const next = recentJobsKept + 100
+    const base = fold([accepted(5), started(5)], { ...fold([]), nextJobId: next })
+    sm.install(encodeImage({ state: toJson(base), head: { seq: 40, hash: "ab".repeat(32) } }), 50)
+    index = 50
+    journal.append(rows([done(5)]), index)
+    const after = new StateMachine(journal)
+    expect(Option.isNone(HashMap.get(after.state.jobs, "5"))).toBe(true)
+    expect(after.job(after.state, "5")).toMatchObject({ id: "5", status: "done", acceptedAt: 5, paras: { n: 5 } })
+    journal.close()
   })
 })

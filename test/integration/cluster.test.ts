@@ -26,6 +26,7 @@ import {
   waitJobEnd,
   waitUp
 } from "./harness.js"
+import { recentJobsKept } from "../../src/domain/state.js"
 
 /**
  * cluster_mgr as real OS processes on loopback: election, forwarding, failover, the seed's
@@ -143,7 +144,7 @@ describe("cluster_mgr processes", () => {
     expect(after.term).toBe(view.term)
   }, 60_000)
 
-  it("after kill -9 of the leader a new leader serves Emit, every acknowledged job keeps its status, and job ids keep increasing", async ({ h }) => {
+  it("after kill -9 of the leader a new leader serves Emit, every acknowledged job keeps its status (also those old enough to be read from the journal), and job ids keep increasing", async ({ h }) => {
     // A short transfer timeout makes a transfer to a SIGSTOPped node fail quickly: a failed job.
     const nodes = await h.startCluster(3, { raft_transfer_timeout_ms: 1000 })
     const first = await waitForLeader(nodes)
@@ -163,6 +164,16 @@ describe("cluster_mgr processes", () => {
     expect(before[4].end.error_info).not.toBe("")
     // The leader is still the leader: the failover below is the kill's doing.
     expect((await waitForLeader(nodes)).leader).toBe(first.leader)
+    // Enough newer jobs that those above leave the state's window of recent jobs: their status
+    // comes from the new leader's journal.
+    const newer: Array<string> = []
+    await Promise.all(
+      Array.from({ length: 16 }, async (_, lane) => {
+        for (let i = lane; i < recentJobsKept + 8; i += 16) newer.push(await submit(first.leader.http, transferLeader(first.leader.raft)))
+      })
+    )
+    const newest = Math.max(...newer.map(Number))
+    for (const job of before) expect(Number(job.id)).toBeLessThan(newest - recentJobsKept)
 
     await h.kill9AndWait(first.leader)
     const survivors = others(nodes, first.leader)
