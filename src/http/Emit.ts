@@ -70,8 +70,7 @@ export const makeEmit = Effect.gen(function* () {
       case "get_status":
         return node.read.pipe(
           Effect.mapError(fromRaftError),
-          Effect.flatMap((state) => node.job(state, command.job_id)),
-          Effect.map((job) => statusReply(job, command.job_id))
+          Effect.flatMap((state) => Effect.map(node.job(state, command.job_id), (job) => statusReply(job, command.job_id, state)))
         )
       case "raft_mission":
         return Effect.gen(function* () {
@@ -171,8 +170,18 @@ const requestCounter = (jobType: string, status: string) => {
 }
 const acceptedJobs = Metric.tagged(metrics.jobs, "status", "accepted")
 
-const statusReply = (job: Option.Option<Job>, jobId: string): EmitReply => {
-  if (Option.isNone(job)) return failure(new NotFound({ info: `no job with job_id ${jobId}` }))
+const statusReply = (job: Option.Option<Job>, jobId: string, state: ClusterState): EmitReply => {
+  if (Option.isNone(job)) {
+    // Allocated but gone: finished, out of the recent window, and not in this leader's journal.
+    const past = /^[1-9][0-9]{0,15}$/.test(jobId) && Number(jobId) < state.nextJobId
+    return failure(
+      new NotFound({
+        info: past
+          ? `job ${jobId} ended long ago and this leader's journal no longer holds it (journal retention, or the node joined by snapshot); another member's journal may (cluster_mgr audit --data DIR job ${jobId})`
+          : `no job with job_id ${jobId}`
+      })
+    )
+  }
   const j = job.value
   const error = j.status === "failed" ? { code: j.errorCode as "70007", info: j.errorInfo } : undefined
   return jobStatus(j.id, j.status, j.memo ?? null, error)

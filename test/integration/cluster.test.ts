@@ -204,8 +204,9 @@ describe("cluster_mgr processes", () => {
     await waitLeaderHttpKnown(nodes, view.leader)
 
     // Well over a hundred log entries while the leader keeps only 10 below its snapshot, so the
-    // new node cannot be sent the log from index 1: it needs a snapshot.
-    const jobCount = 150
+    // new node cannot be sent the log from index 1: it needs a snapshot. Enough jobs that the
+    // first ones leave the state's window of recent jobs before the snapshot is taken.
+    const jobCount = recentJobsKept + 150
     const ids: Array<string> = []
     const submitter = async (k: number) => {
       for (let i = k; i < jobCount; i += 6) ids.push(await submitRetrying(view.leader.http, transferLeader(view.leader.raft)))
@@ -253,6 +254,16 @@ describe("cluster_mgr processes", () => {
     )
     expect(storedSnapshotIndex(spec4.dataDir), "the 4th node installed a snapshot from the leader").toBeGreaterThan(0)
     expect(await status(n4.http)).toMatchObject({ role: "follower", leader: base.leader.raft })
+
+    // Led by the 4th node, a recent job's status comes from its state; the first job's events
+    // precede its journal (they are in the others'), and the answer says so.
+    const moveId = await submit(n4.http, transferLeader(spec4.raft))
+    expect((await waitJobEnd(n4.http, moveId, 20_000)).status).toBe("done")
+    const byId = ids.map(Number).sort((a, b) => a - b)
+    expect((await emit(n4.http, getStatus(String(byId.at(-1))))).json.status).toBe("done")
+    const old = await emit(n4.http, getStatus(String(byId[0])))
+    expect(old.json).toMatchObject({ status: "failed", error_code: "70003" })
+    expect(old.json.error_info).toContain("ended long ago")
   }, 150_000)
 
   it("add_peer of an address where nothing listens fails after raft_catchup_timeout_ms and leaves the voters unchanged", async ({ h }) => {
