@@ -25,6 +25,42 @@ describe("election", () => {
     expect(net.core(old).status().role).not.toBe("leader")
   })
 
+  it("two followers that time out in the same tick elect one of them in the next term: no split vote", () => {
+    // No jitter: both followers heard the last heartbeat in the same round, so both become
+    // pre-candidates in the same tick before either hears of the other.
+    const net = new Scripted(three, { electionJitterTicks: 1 })
+    const old = net.elect()
+    const term = net.core(old).status().term
+    net.run(5)
+    net.isolate(old)
+    const rest = three.filter((x) => x !== old)
+    let ticks = 0
+    while (!rest.some((x) => net.core(x).status().role === "leader")) {
+      net.run(1)
+      if (++ticks > 200) throw new Error(`no leader: ${rest.map((x) => JSON.stringify(net.core(x).status())).join(" ")}`)
+    }
+    const leader = rest.find((x) => net.core(x).status().role === "leader")!
+    expect(net.core(leader).status().term).toBe(term + 1)
+    // The lower id is the one backed.
+    expect(leader).toBe([...rest].sort()[0])
+  })
+
+  it("a campaign left undecided is retried after a quarter of the election timeout (with pre-votes), never raising the term", () => {
+    const net = new Scripted(three, { electionTicks: 100, electionJitterTicks: 10 })
+    const leader = net.elect(1000)
+    net.run(5)
+    const f = three.find((x) => x !== leader)!
+    const term = net.core(f).status().term
+    net.isolate(f)
+    const from = net.sent.length
+    net.run(1000)
+    const campaigns = net.sent.slice(from).filter((m) => m._tag === "PreVote" && m.from === f).length / 2
+    // The first after 100-109 ticks, then one every 25-34 ticks: about 30 in 1000 ticks (a whole
+    // timeout between tries would make 9).
+    expect(campaigns).toBeGreaterThanOrEqual(25)
+    expect(net.core(f).status().term).toBe(term)
+  })
+
   it("PreVote: an isolated follower does not raise its term and does not disturb on rejoin", () => {
     const net = new Scripted(three)
     const leader = net.elect()
