@@ -101,6 +101,12 @@ const stripTag = <A extends { _tag: string }>(a: A): Omit<A, "_tag"> => {
 }
 
 /**
+ * A job event's fields are a decoded command's (validated by StateCommand) plus `v`: checking
+ * them again in the event's constructor cost 1.4% of a leader's CPU at c=64.
+ */
+const trusted = true
+
+/**
  * The events a command produces against the current state. Job updates are idempotent: a job
  * that is already finished ignores later updates (a resumed job may repeat a step).
  */
@@ -108,25 +114,21 @@ export const decide = (command: StateCommand, state: ClusterState): Array<Event>
   switch (command._tag) {
     case "SubmitJob": {
       const jobId = String(state.nextJobId)
-      const accepted = new JobAccepted({
-        v: 1,
-        jobId,
-        jobType: command.jobType,
-        userName: command.userName,
-        paras: command.paras,
-        at: command.at
-      })
+      const accepted = new JobAccepted(
+        { v: 1, jobId, jobType: command.jobType, userName: command.userName, paras: command.paras, at: command.at },
+        trusted
+      )
       if (command.doneMemo === undefined) return [accepted]
-      return [accepted, new JobDone({ v: 1, jobId, memo: command.doneMemo, at: command.at })]
+      return [accepted, new JobDone({ v: 1, jobId, memo: command.doneMemo, at: command.at }, trusted)]
     }
     case "StartJob":
-      return isOpen(state, command.jobId) ? [new JobStarted({ v: 1, ...stripTag(command) })] : []
+      return isOpen(state, command.jobId) ? [new JobStarted({ v: 1, ...stripTag(command) }, trusted)] : []
     case "ProgressJob":
-      return isOpen(state, command.jobId) ? [new JobProgressed({ v: 1, ...stripTag(command) })] : []
+      return isOpen(state, command.jobId) ? [new JobProgressed({ v: 1, ...stripTag(command) }, trusted)] : []
     case "FinishJob":
-      return isOpen(state, command.jobId) ? [new JobDone({ v: 1, ...stripTag(command) })] : []
+      return isOpen(state, command.jobId) ? [new JobDone({ v: 1, ...stripTag(command) }, trusted)] : []
     case "FailJob":
-      return isOpen(state, command.jobId) ? [new JobFailed({ v: 1, ...stripTag(command) })] : []
+      return isOpen(state, command.jobId) ? [new JobFailed({ v: 1, ...stripTag(command) }, trusted)] : []
     case "TakeOffice":
       return command.term > state.leaderTerm ? [new LeaderElected({ v: 1, ...stripTag(command) })] : []
     case "PutMachine": {

@@ -1,7 +1,7 @@
 import Database from "better-sqlite3"
 import { createHash } from "node:crypto"
 import { Schema } from "effect"
-import { Event } from "../domain/events.js"
+import { encodeEventJson, Event } from "../domain/events.js"
 import { migrate, type Migration } from "./migrations.js"
 import { toPersistenceError } from "./PersistenceError.js"
 
@@ -128,7 +128,6 @@ export interface PruneMark {
   readonly prunedOn: number
 }
 
-const encodeEvent = Schema.encodeSync(Schema.parseJson(Event))
 export const decodeEvent = Schema.decodeUnknownSync(Schema.parseJson(Event))
 
 export const rowHash = (prevHash: string, r: Omit<JournalRow, "hash" | "prevHash">): string =>
@@ -315,7 +314,7 @@ export class Journal {
       jobId: jobIdOf(r.event),
       userName: r.userName,
       type: r.event._tag,
-      event: encodeEvent(r.event)
+      event: encodeEventJson(r.event)
     }
     const hash = rowHash(this.head.hash, row)
     this.insert.run(row.seq, row.logIndex, row.logTerm, row.at, row.jobId, row.userName, row.type, row.event, this.head.hash, hash)
