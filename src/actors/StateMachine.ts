@@ -2,7 +2,7 @@ import { HashMap, Option, Schema } from "effect"
 import type { Event } from "../domain/events.js"
 import { applyEntry } from "../domain/jobs.js"
 import type { Entry } from "../domain/raft/types.js"
-import { type ClusterState, emptyState, foldJob, fromJson, type Job, StateJson, toJson } from "../domain/state.js"
+import { type ClusterState, emptyState, foldJob, fromJson, type Job, StateJson, toJson, wasAllocated } from "../domain/state.js"
 import { decodeEvent, type JournalInput, type Journal, type JournalHead } from "../storage/Journal.js"
 import { evolve } from "../domain/state.js"
 import { JournalPruner } from "./JournalPruner.js"
@@ -138,7 +138,7 @@ export class StateMachine {
   job(state: ClusterState, jobId: string): Job | undefined {
     const held = HashMap.get(state.jobs, jobId)
     if (Option.isSome(held)) return held.value
-    if (!/^[1-9][0-9]{0,15}$/.test(jobId) || Number(jobId) >= state.nextJobId) return undefined
+    if (!wasAllocated(state, jobId)) return undefined
     const rows = this.journal.rows({ jobId })
     if (rows.length === 0) return undefined
     const events = rows.map((row) => decodeEvent(row.event))

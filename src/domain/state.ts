@@ -70,6 +70,10 @@ const isOld = (state: ClusterState, jobId: string): boolean => Number(jobId) < s
 
 export const isFinished = (job: Job): boolean => job.status === "done" || job.status === "failed"
 
+/** A job id in canonical form that this state has handed out (the job may have left the state since). */
+export const wasAllocated = (state: ClusterState, jobId: string): boolean =>
+  /^[1-9][0-9]{0,15}$/.test(jobId) && Number(jobId) < state.nextJobId
+
 const updateJob = (state: ClusterState, jobId: string, f: (job: Job) => Job): ClusterState => {
   const job = HashMap.get(state.jobs, jobId)
   if (Option.isNone(job)) return state

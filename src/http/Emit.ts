@@ -10,7 +10,7 @@ import { BadRequest, Busy, type EmitError, Internal, NotFound, Timeout, Unavaila
 import { accepted, type EmitReply, failure, jobStatus, syncResult } from "../domain/emit/replies.js"
 import type { RaftStatus } from "../domain/raft/ready.js"
 import { machineReply } from "../domain/machines.js"
-import type { ClusterState, Job } from "../domain/state.js"
+import { type ClusterState, type Job, wasAllocated } from "../domain/state.js"
 
 /** Marks a request already forwarded once, so that two nodes never bounce it between them. */
 export const forwardedHeader = "x-cluster-mgr-forwarded"
@@ -173,10 +173,9 @@ const acceptedJobs = Metric.tagged(metrics.jobs, "status", "accepted")
 const statusReply = (job: Option.Option<Job>, jobId: string, state: ClusterState): EmitReply => {
   if (Option.isNone(job)) {
     // Allocated but gone: finished, out of the recent window, and not in this leader's journal.
-    const past = /^[1-9][0-9]{0,15}$/.test(jobId) && Number(jobId) < state.nextJobId
     return failure(
       new NotFound({
-        info: past
+        info: wasAllocated(state, jobId)
           ? `job ${jobId} ended long ago and this leader's journal no longer holds it (journal retention, or the node joined by snapshot); another member's journal may (cluster_mgr audit --data DIR job ${jobId})`
           : `no job with job_id ${jobId}`
       })
