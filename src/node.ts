@@ -3,6 +3,7 @@ import { Data, Duration, Effect, Layer } from "effect"
 import * as fs from "node:fs"
 import { createServer } from "node:http"
 import * as path from "node:path"
+import * as HistoryBackfill from "./actors/HistoryBackfill.js"
 import * as JobScheduler from "./actors/JobScheduler.js"
 import * as AgentClient from "./fleet/AgentClient.js"
 import { FleetSettings, fleetSettingsOf } from "./fleet/FleetSettings.js"
@@ -160,6 +161,7 @@ export const nodeLayer = (config: Config, options: NodeLayerOptions = {}) =>
       )
       const services = Layer.mergeAll(
         JobScheduler.layer.pipe(Layer.provide(fleet)),
+        HistoryBackfill.layer(journal).pipe(Layer.provide(FetchHttpClient.layer)),
         Layer.scopedDiscard(handOverOnStop),
         options.serveHttp === false ? Layer.empty : httpLayer(config)
       )

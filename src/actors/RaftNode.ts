@@ -4,7 +4,7 @@ import { bootstrapPersisted, RaftCore } from "../domain/raft/core.js"
 import type { RaftOptions } from "../domain/raft/options.js"
 import type { Notice, Persisted, RaftStatus, Ready, Refusal, Role } from "../domain/raft/ready.js"
 import type { ClusterState, Job } from "../domain/state.js"
-import type { Journal } from "../storage/Journal.js"
+import type { Journal, JournalRow } from "../storage/Journal.js"
 import { asRaftLog, type RaftLog } from "../storage/RaftLog.js"
 import type { RaftStorage } from "../storage/RaftStorage.js"
 import { metrics } from "./metrics.js"
@@ -60,6 +60,8 @@ export interface RaftNodeApi {
    * journal for an old finished job the state no longer holds (StateMachine.job).
    */
   readonly job: (state: ClusterState, jobId: string) => Effect.Effect<Option.Option<Job>>
+  /** Up to `limit` journal rows at or below `toSeq`, newest first, for a peer's history (Journal.page). */
+  readonly journalPage: (toSeq: number, limit: number) => Effect.Effect<ReadonlyArray<JournalRow>>
   readonly changeMembership: (voters: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, RaftError>
   readonly transferLeadership: (target: string) => Effect.Effect<string, RaftError>
   readonly status: Effect.Effect<RaftStatus>
@@ -478,6 +480,7 @@ export const makeRaftNode = (settings: RaftNodeSettings) =>
       read: ask<ClusterState>((done) => ({ _tag: "Read", done })),
       localState: Effect.sync(() => sm.state),
       job: (state, jobId) => Effect.sync(() => Option.fromNullable(sm.job(state, jobId))),
+      journalPage: (toSeq, limit) => Effect.sync(() => settings.journal.page(toSeq, limit)),
       changeMembership: (voters) => ask<ReadonlyArray<string>>((done) => ({ _tag: "Change", voters, done })),
       transferLeadership: (target) => ask<string>((done) => ({ _tag: "Transfer", target, done })),
       status: Effect.sync(() => core.status()),

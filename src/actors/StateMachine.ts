@@ -132,14 +132,17 @@ export class StateMachine {
    * A job as of `state` (this machine's state or one it held earlier): from the state, else, for
    * a finished job that left the state's window of recent ids (recentJobsKept), folded from its
    * own events in the journal. A finished job never changes, so the journal's newer rows answer
-   * for any earlier state. Undefined when the journal no longer holds it either (pruned by
-   * retention, or before the snapshot this node joined from).
+   * for any earlier state. Undefined when the journal no longer holds it either: pruned by
+   * retention, or before the snapshot this node joined from while its history is being copied.
    */
   job(state: ClusterState, jobId: string): Job | undefined {
     const held = HashMap.get(state.jobs, jobId)
     if (Option.isSome(held)) return held.value
     if (!wasAllocated(state, jobId)) return undefined
-    const rows = this.journal.rows({ jobId })
+    let rows = this.journal.rows({ jobId })
+    // Accepted before the journal's base: its earlier events are in the history, once a node
+    // that joined by snapshot has copied it (HistoryBackfill).
+    if (rows.length === 0 || rows[0].type !== "JobAccepted") rows = [...this.journal.historyOf(jobId), ...rows]
     if (rows.length === 0) return undefined
     const events = rows.map((row) => decodeEvent(row.event))
     if (events[0]._tag === "JobAccepted") return foldJob(jobId, events)

@@ -4,6 +4,9 @@ import { Metric, MetricBoundaries } from "effect"
 export const metrics = {
   term: Metric.gauge("cluster_mgr_raft_term", { description: "Current Raft term" }),
   isLeader: Metric.gauge("cluster_mgr_raft_is_leader", { description: "1 when this node leads" }),
+  historyMissing: Metric.gauge("cluster_mgr_journal_history_missing", {
+    description: "On a node that joined by snapshot: the highest seq of the events before its base still to be copied (0: none)"
+  }),
   appliedIndex: Metric.gauge("cluster_mgr_raft_applied_index", { description: "Last applied log index" }),
   commitIndex: Metric.gauge("cluster_mgr_raft_commit_index", { description: "Last committed log index" }),
   proposals: Metric.counter("cluster_mgr_raft_proposals_total", { description: "Commands proposed by this node" }),

@@ -176,7 +176,7 @@ const statusReply = (job: Option.Option<Job>, jobId: string, state: ClusterState
     return failure(
       new NotFound({
         info: wasAllocated(state, jobId)
-          ? `job ${jobId} ended long ago and this leader's journal no longer holds it (journal retention, or the node joined by snapshot); another member's journal may (cluster_mgr audit --data DIR job ${jobId})`
+          ? `job ${jobId} ended long ago and this leader's journal does not hold it (journal retention, or the node joined by snapshot and is still copying its history); another member's journal may (cluster_mgr audit --data DIR job ${jobId})`
           : `no job with job_id ${jobId}`
       })
     )

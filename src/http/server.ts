@@ -5,6 +5,8 @@ import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Data, Effect, Metric, Option, Runtime } from "effect"
 import type * as Http from "node:http"
 import { metrics } from "../actors/metrics.js"
+import { historyPath, maxPageRows } from "../actors/HistoryBackfill.js"
+import { RaftNode } from "../actors/RaftNode.js"
 import { FaultInjectionDisabled, type Faults, TransportControl, type TransportFaults } from "../actors/TransportControl.js"
 import { forwardedHeader, makeEmit } from "./Emit.js"
 import { renderPrometheus } from "./prometheus.js"
@@ -53,6 +55,20 @@ const routesOf = (emit: Emit, maxBodyBytes: number) =>
       return HttpServerResponse.unsafeJson(reply, { headers: cors })
     })
 
+    const node = yield* RaftNode
+    /** A page of this node's journal for a peer's history (HistoryBackfill): read-only, like /status. */
+    const serveHistory = Effect.gen(function* () {
+      const req = yield* HttpServerRequest.HttpServerRequest
+      const query = new URL(req.url, "http://node").searchParams
+      const to = Number(query.get("to"))
+      const limit = Number(query.get("limit") ?? maxPageRows)
+      if (!Number.isSafeInteger(to) || to < 1 || !Number.isSafeInteger(limit) || limit < 1) {
+        return HttpServerResponse.unsafeJson({ error: "to and limit must be positive integers" }, { status: 400 })
+      }
+      const rows = yield* node.journalPage(to, Math.min(limit, maxPageRows))
+      return HttpServerResponse.unsafeJson({ rows })
+    })
+
     const serveFaults = Effect.gen(function* () {
       const req = yield* HttpServerRequest.HttpServerRequest
       const control = yield* Effect.serviceOption(TransportControl)
@@ -76,6 +92,7 @@ const routesOf = (emit: Emit, maxBodyBytes: number) =>
       HttpRouter.head(emitPath, notAllowed),
       HttpRouter.post("/debug/faults", serveFaults),
       HttpRouter.get("/status", Effect.map(emit.localStatus, (s) => HttpServerResponse.unsafeJson(s))),
+      HttpRouter.get(historyPath, serveHistory),
       HttpRouter.get("/metrics", Effect.map(renderPrometheus, (t) => HttpServerResponse.text(t, { contentType: "text/plain; version=0.0.4" }))),
       HttpRouter.catchAll(() => Effect.succeed(HttpServerResponse.unsafeJson({ error: "not found" }, { status: 404 })))
     )

@@ -58,6 +58,27 @@ const journalMigrations: ReadonlyArray<Migration> = [
         pruned_on INTEGER NOT NULL
       ) STRICT`
     ]
+  },
+  {
+    version: 3,
+    statements: [
+      // On a node that joined by snapshot: the events before its base, copied from a peer and
+      // checked against the base's hash (HistoryBackfill), so that it can answer for old jobs.
+      // Rows as in journal; not part of the journal's chain walk (audit reads journal only).
+      `CREATE TABLE history (
+        seq INTEGER PRIMARY KEY,
+        log_index INTEGER NOT NULL,
+        log_term INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        job_id TEXT,
+        user_name TEXT,
+        type TEXT NOT NULL,
+        event TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+      ) STRICT`,
+      `CREATE INDEX history_job ON history(job_id)`
+    ]
   }
 ]
 
@@ -155,11 +176,13 @@ const filterColumns: ReadonlyArray<readonly [keyof JournalFilter, string]> = [
   ["untilAt", "at < ?"]
 ]
 
-const selectRows = (filter: JournalFilter): { sql: string; params: Array<unknown> } => {
+const rowColumns = "seq, log_index AS logIndex, log_term AS logTerm, at, job_id AS jobId, user_name AS userName, type, event, prev_hash AS prevHash, hash"
+
+const selectRows = (filter: JournalFilter, table = "journal"): { sql: string; params: Array<unknown> } => {
   const used = filterColumns.filter(([key]) => filter[key] !== undefined)
   const where = used.length ? " WHERE " + used.map(([, clause]) => clause).join(" AND ") : ""
   const limit = filter.limit !== undefined ? " LIMIT " + Math.trunc(filter.limit) : ""
-  const sql = `SELECT seq, log_index AS logIndex, log_term AS logTerm, at, job_id AS jobId, user_name AS userName, type, event, prev_hash AS prevHash, hash FROM journal${where} ORDER BY seq${limit}`
+  const sql = `SELECT ${rowColumns} FROM ${table}${where} ORDER BY seq${limit}`
   return { sql, params: used.map(([key]) => filter[key]) }
 }
 
@@ -174,6 +197,7 @@ export class Journal {
   private applied: number
   private base: JournalBase
   private mark: PruneMark | undefined
+  private historyTable: boolean | undefined
 
   static open(path: string, retention: JournalRetention = keepEverything): Journal {
     try {
@@ -381,6 +405,58 @@ export class Journal {
   /** The latest `at` among the rows fromSeq..toSeq, or undefined when there are none. */
   latestAt(fromSeq: number, toSeq: number): number | undefined {
     return this.db.prepare<[number, number], { at: number | null }>("SELECT max(at) AS at FROM journal WHERE seq >= ? AND seq <= ?").get(fromSeq, toSeq)?.at ?? undefined
+  }
+
+  /**
+   * Up to `limit` rows at or below `toSeq`, newest first, for a peer filling its history: from
+   * the journal above its base, else from this node's own history below it.
+   */
+  page(toSeq: number, limit: number): Array<JournalRow> {
+    const table = toSeq > this.base.seq ? "journal" : this.hasHistory() ? "history" : undefined
+    if (table === undefined) return []
+    const floor = table === "journal" ? this.base.seq : 0
+    return this.db
+      .prepare<[number, number, number], JournalRow>(`SELECT ${rowColumns} FROM ${table} WHERE seq <= ? AND seq > ? ORDER BY seq DESC LIMIT ?`)
+      .all(toSeq, floor, Math.max(0, Math.trunc(limit)))
+  }
+
+  /** The history's lowest row and highest seq, if it holds any (see the history table). */
+  historyBounds(): { readonly low: JournalRow; readonly high: number } | undefined {
+    if (!this.hasHistory()) return undefined
+    const low = this.db.prepare<[], JournalRow>(`SELECT ${rowColumns} FROM history ORDER BY seq LIMIT 1`).get()
+    const high = this.db.prepare<[], { seq: number }>("SELECT seq FROM history ORDER BY seq DESC LIMIT 1").get()
+    return low === undefined || high === undefined ? undefined : { low, high: high.seq }
+  }
+
+  /** Stores rows below the base, already checked against the chain (HistoryBackfill). */
+  addHistory(rows: ReadonlyArray<JournalRow>): void {
+    try {
+      const insert = this.db.prepare(
+        "INSERT OR REPLACE INTO history (seq, log_index, log_term, at, job_id, user_name, type, event, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?)"
+      )
+      this.db.transaction(() => {
+        for (const r of rows) insert.run(r.seq, r.logIndex, r.logTerm, r.at, r.jobId, r.userName, r.type, r.event, r.prevHash, r.hash)
+      }).immediate()
+    } catch (error) {
+      throw toPersistenceError("journal history", error)
+    }
+  }
+
+  clearHistory(): void {
+    if (this.hasHistory()) this.db.prepare("DELETE FROM history").run()
+  }
+
+  /** One job's rows in the history, in order. */
+  historyOf(jobId: string): Array<JournalRow> {
+    if (!this.hasHistory()) return []
+    const { sql, params } = selectRows({ jobId }, "history")
+    return this.db.prepare<Array<unknown>, JournalRow>(sql).all(...params)
+  }
+
+  /** A journal.db opened read-only may predate the history table (a writable one is migrated). */
+  private hasHistory(): boolean {
+    this.historyTable ??= this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'history'").get() !== undefined
+    return this.historyTable
   }
 
   /** The journal's rows (those after its base) that `filter` selects, in order. */

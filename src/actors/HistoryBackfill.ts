@@ -1,0 +1,115 @@
+import * as HttpClient from "@effect/platform/HttpClient"
+import { Duration, Effect, Layer, Metric, Schema } from "effect"
+import { genesisHash, type Journal, type JournalRow, keepsEverything, rowHash } from "../storage/Journal.js"
+import { metrics } from "./metrics.js"
+import { RaftNode, type RaftNodeApi } from "./RaftNode.js"
+
+/** Where a node serves its journal a page at a time, newest first (GET ?to=SEQ&limit=N). */
+export const historyPath = "/journal/page"
+export const maxPageRows = 1000
+
+/** The rows at or below `toSeq` still missing from the history; the newest must hash to `anchor`. */
+export interface Need {
+  readonly toSeq: number
+  readonly anchor: string
+}
+
+/**
+ * What the history of a node that joined by snapshot still lacks, or undefined when nothing: it
+ * has no base, the history already reaches seq 1, or the base is where this node's own retention
+ * pruned (the operator chose to forget). A history left below an older base (a newer snapshot
+ * was installed since) is started again from the new base.
+ */
+export const nextNeed = (journal: Journal): Need | undefined => {
+  const base = journal.journalBase()
+  if (base.seq === 0 || !keepsEverything(journal.retention) || journal.pruneMark() !== undefined) return undefined
+  const bounds = journal.historyBounds()
+  if (bounds !== undefined && bounds.high !== base.seq) journal.clearHistory()
+  if (bounds === undefined || bounds.high !== base.seq) return { toSeq: base.seq, anchor: base.hash }
+  return bounds.low.seq <= 1 ? undefined : { toSeq: bounds.low.seq - 1, anchor: bounds.low.prevHash }
+}
+
+/**
+ * Why `rows` (newest first) are not the chain just below `need`, or undefined when they are:
+ * consecutive seqs from `need.toSeq` down, each row hashing to its stored hash, each hash the
+ * prev_hash of the row above, the first row the anchor, and seq 1 linking to the genesis hash.
+ * The anchor is the base's hash, which came through Raft, so a page that passes is the leader's
+ * history, whoever served it.
+ */
+export const checkPage = (rows: ReadonlyArray<JournalRow>, need: Need): string | undefined => {
+  let seq = need.toSeq
+  let hash = need.anchor
+  for (const r of rows) {
+    if (r.seq !== seq) return `expected seq ${seq}, got ${r.seq}`
+    if (r.hash !== hash) return `seq ${seq}: its hash does not link to the row above`
+    if (rowHash(r.prevHash, r) !== r.hash) return `seq ${seq}: the row does not hash to its stored hash`
+    if (seq === 1 && r.prevHash !== genesisHash) return "seq 1 does not link to the genesis hash"
+    seq--
+    hash = r.prevHash
+  }
+  return undefined
+}
+
+const PageRows = Schema.Struct({
+  rows: Schema.Array(
+    Schema.Struct({
+      seq: Schema.Number,
+      logIndex: Schema.Number,
+      logTerm: Schema.Number,
+      at: Schema.Number,
+      jobId: Schema.NullOr(Schema.String),
+      userName: Schema.NullOr(Schema.String),
+      type: Schema.String,
+      event: Schema.String,
+      prevHash: Schema.String,
+      hash: Schema.String
+    })
+  )
+})
+
+/** How long to wait before asking again: soon while pages come, slowly when none can. */
+const busyPause = Duration.millis(50)
+const idlePause = Duration.seconds(2)
+
+/**
+ * Fills the history of a node that joined by snapshot with the events before its base, from the
+ * leader, a page at a time, newest first; each page is checked against the chain before it is
+ * stored. Then the node answers get_status for any job, as the others do (StateMachine.job).
+ * Runs while the node follows a known leader; a leader has no one to ask, and waits.
+ */
+const step = (node: RaftNodeApi, journal: Journal, client: HttpClient.HttpClient) =>
+  Effect.gen(function* () {
+    const need = yield* Effect.try(() => nextNeed(journal))
+    yield* Metric.set(metrics.historyMissing, need?.toSeq ?? 0)
+    if (need === undefined) return idlePause
+    const status = yield* node.status
+    const state = yield* node.localState
+    if (status.role === "leader" || status.leader === null || state.leader !== status.leader || !state.leaderHttp) return idlePause
+    const limit = Math.min(maxPageRows, need.toSeq)
+    const page = yield* client.get(`http://${state.leaderHttp}${historyPath}?to=${need.toSeq}&limit=${limit}`).pipe(
+      Effect.flatMap((res) => res.json),
+      Effect.flatMap(Schema.decodeUnknown(PageRows)),
+      Effect.scoped,
+      Effect.timeout(Duration.seconds(10))
+    )
+    if (page.rows.length === 0) return idlePause // the leader lacks them (pruned, or its own history is short)
+    const wrong = checkPage(page.rows, need)
+    if (wrong !== undefined) {
+      yield* Effect.logWarning(`history from ${state.leaderHttp} refused: ${wrong}`)
+      return idlePause
+    }
+    yield* Effect.try(() => journal.addHistory(page.rows))
+    return busyPause
+  }).pipe(
+    Effect.catchAll((e) => Effect.logDebug("history backfill: no page this time", e).pipe(Effect.as(idlePause))),
+    Effect.flatMap((pause) => Effect.sleep(pause))
+  )
+
+export const layer = (journal: Journal): Layer.Layer<never, never, RaftNode | HttpClient.HttpClient> =>
+  Layer.scopedDiscard(
+    Effect.gen(function* () {
+      const node = yield* RaftNode
+      const client = yield* HttpClient.HttpClient
+      yield* step(node, journal, client).pipe(Effect.forever, Effect.annotateLogs({ role: "history" }), Effect.forkScoped)
+    })
+  )
