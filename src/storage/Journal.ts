@@ -16,11 +16,8 @@ import { toPersistenceError } from "./PersistenceError.js"
  * event, recorded in journal_meta. Rows at or below the base are pruned: no reader sees them,
  * and they are deleted in the background (see JournalPruner).
  */
-const journalMigrations: ReadonlyArray<Migration> = [
-  {
-    version: 1,
-    statements: [
-      `CREATE TABLE journal (
+/** The columns of a journal row: the journal's, and the history's (copied rows, same shape). */
+const rowTable = `(
         seq INTEGER PRIMARY KEY,
         log_index INTEGER NOT NULL,
         log_term INTEGER NOT NULL,
@@ -31,7 +28,13 @@ const journalMigrations: ReadonlyArray<Migration> = [
         event TEXT NOT NULL,
         prev_hash TEXT NOT NULL,
         hash TEXT NOT NULL
-      ) STRICT`,
+      ) STRICT`
+
+const journalMigrations: ReadonlyArray<Migration> = [
+  {
+    version: 1,
+    statements: [
+      `CREATE TABLE journal ${rowTable}`,
       `CREATE INDEX journal_job ON journal(job_id)`,
       `CREATE TABLE sm_state (
         id INTEGER PRIMARY KEY CHECK (id = 0),
@@ -65,18 +68,7 @@ const journalMigrations: ReadonlyArray<Migration> = [
       // On a node that joined by snapshot: the events before its base, copied from a peer and
       // checked against the base's hash (HistoryBackfill), so that it can answer for old jobs.
       // Rows as in journal; not part of the journal's chain walk (audit reads journal only).
-      `CREATE TABLE history (
-        seq INTEGER PRIMARY KEY,
-        log_index INTEGER NOT NULL,
-        log_term INTEGER NOT NULL,
-        at INTEGER NOT NULL,
-        job_id TEXT,
-        user_name TEXT,
-        type TEXT NOT NULL,
-        event TEXT NOT NULL,
-        prev_hash TEXT NOT NULL,
-        hash TEXT NOT NULL
-      ) STRICT`,
+      `CREATE TABLE history ${rowTable}`,
       `CREATE INDEX history_job ON history(job_id)`
     ]
   }
