@@ -1,6 +1,6 @@
 import * as HttpClient from "@effect/platform/HttpClient"
 import { Duration, Effect, Layer, Metric, Schema } from "effect"
-import { genesisHash, type Journal, type JournalRow, keepsEverything, rowHash } from "../storage/Journal.js"
+import { genesisHash, type Journal, JournalRow, keepsEverything, rowHash } from "../storage/Journal.js"
 import { metrics } from "./metrics.js"
 import { RaftNode, type RaftNodeApi } from "./RaftNode.js"
 
@@ -50,22 +50,7 @@ export const checkPage = (rows: ReadonlyArray<JournalRow>, need: Need): string |
   return undefined
 }
 
-const PageRows = Schema.Struct({
-  rows: Schema.Array(
-    Schema.Struct({
-      seq: Schema.Number,
-      logIndex: Schema.Number,
-      logTerm: Schema.Number,
-      at: Schema.Number,
-      jobId: Schema.NullOr(Schema.String),
-      userName: Schema.NullOr(Schema.String),
-      type: Schema.String,
-      event: Schema.String,
-      prevHash: Schema.String,
-      hash: Schema.String
-    })
-  )
-})
+const PageRows = Schema.Struct({ rows: Schema.Array(JournalRow) })
 
 /** How long to wait before asking again: soon while pages come, slowly when none can. */
 const busyPause = Duration.millis(50)

@@ -76,18 +76,20 @@ const journalMigrations: ReadonlyArray<Migration> = [
 
 export const genesisHash = "0".repeat(64)
 
-export interface JournalRow {
-  readonly seq: number
-  readonly logIndex: number
-  readonly logTerm: number
-  readonly at: number
-  readonly jobId: string | null
-  readonly userName: string | null
-  readonly type: string
-  readonly event: string
-  readonly prevHash: string
-  readonly hash: string
-}
+/** A journal row as read, and as a peer serves it for a history (HistoryBackfill). */
+export const JournalRow = Schema.Struct({
+  seq: Schema.Number,
+  logIndex: Schema.Number,
+  logTerm: Schema.Number,
+  at: Schema.Number,
+  jobId: Schema.NullOr(Schema.String),
+  userName: Schema.NullOr(Schema.String),
+  type: Schema.String,
+  event: Schema.String,
+  prevHash: Schema.String,
+  hash: Schema.String
+})
+export type JournalRow = typeof JournalRow.Type
 
 /** One event about to be journaled, with the entry it came from. */
 export interface JournalInput {
