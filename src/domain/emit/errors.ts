@@ -17,7 +17,11 @@ export const errorTable = [
     name: "Unavailable",
     meaning: "No leader is known or reachable, so the request cannot be served now; retry."
   },
-  { code: "70003", name: "NotFound", meaning: "No job has the given job_id, or no machine the given hostaddr." },
+  {
+    code: "70003",
+    name: "NotFound",
+    meaning: "No job has the given job_id, or no machine the given hostaddr; or the job is finished and this leader holds none of its events."
+  },
   { code: "70004", name: "Timeout", meaning: "The operation did not finish within its time limit." },
   {
     code: "70005",
