@@ -17,16 +17,15 @@ export interface Need {
 /**
  * What the history of a node that joined by snapshot still lacks, or undefined when nothing: it
  * has no base, the history already reaches seq 1, or the base is where this node's own retention
- * pruned (the operator chose to forget). A history left below an older base (a newer snapshot
- * was installed since) is started again from the new base.
+ * pruned (the operator chose to forget). Installing a newer snapshot empties the history
+ * (Journal.installBase), so the copy starts again from the new base.
  */
 export const nextNeed = (journal: Journal): Need | undefined => {
   const base = journal.journalBase()
   if (base.seq === 0 || !keepsEverything(journal.retention) || journal.pruneMark() !== undefined) return undefined
-  const bounds = journal.historyBounds()
-  if (bounds !== undefined && bounds.high !== base.seq) journal.clearHistory()
-  if (bounds === undefined || bounds.high !== base.seq) return { toSeq: base.seq, anchor: base.hash }
-  return bounds.low.seq <= 1 ? undefined : { toSeq: bounds.low.seq - 1, anchor: bounds.low.prevHash }
+  const low = journal.historyLow()
+  if (low === undefined) return { toSeq: base.seq, anchor: base.hash }
+  return low.seq <= 1 ? undefined : { toSeq: low.seq - 1, anchor: low.prevHash }
 }
 
 /**

@@ -127,7 +127,8 @@ export const Event = Schema.Union(
 export type Event = typeof Event.Type
 export type EventTag = Event["_tag"]
 
-const eventJsonBySchema = Schema.encodeSync(Schema.parseJson(Event))
+/** The Schema encoding of an event as JSON, which encodeEventJson must equal. */
+export const encodeEventJsonBySchema = Schema.encodeSync(Schema.parseJson(Event))
 
 /**
  * Job events are most of the journal, and their fields encode to themselves (strings, numbers,
@@ -143,7 +144,7 @@ const plainFields = new Map<string, ReadonlyArray<string>>(
 /** An event as the journal stores it: its Schema encoding, as JSON. */
 export const encodeEventJson = (e: Event): string => {
   const keys = plainFields.get(e._tag)
-  if (keys === undefined) return eventJsonBySchema(e)
+  if (keys === undefined) return encodeEventJsonBySchema(e)
   const plain: Record<string, unknown> = {}
   for (const k of keys) {
     const v = (e as unknown as Record<string, unknown>)[k]
@@ -152,6 +153,3 @@ export const encodeEventJson = (e: Event): string => {
   plain._tag = e._tag
   return JSON.stringify(plain)
 }
-
-/** The Schema encoding, which encodeEventJson must equal. */
-export const encodeEventJsonBySchema = eventJsonBySchema

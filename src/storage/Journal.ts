@@ -348,6 +348,8 @@ export class Journal {
       this.db.transaction(() => {
         this.db.prepare("DELETE FROM journal").run()
         this.db.prepare("DELETE FROM journal_meta").run()
+        // The history ended at the old base: it no longer reaches the new one (copied again).
+        if (this.hasHistory()) this.db.prepare("DELETE FROM history").run()
         this.putState.run(appliedIndex, base.seq, base.hash, base.state)
       }).immediate()
       this.base = base
@@ -414,12 +416,10 @@ export class Journal {
       .all(toSeq, floor, Math.max(0, Math.trunc(limit)))
   }
 
-  /** The history's lowest row and highest seq, if it holds any (see the history table). */
-  historyBounds(): { readonly low: JournalRow; readonly high: number } | undefined {
+  /** The history's lowest row, if it holds any (see the history table). */
+  historyLow(): JournalRow | undefined {
     if (!this.hasHistory()) return undefined
-    const low = this.db.prepare<[], JournalRow>(`SELECT ${rowColumns} FROM history ORDER BY seq LIMIT 1`).get()
-    const high = this.db.prepare<[], { seq: number }>("SELECT seq FROM history ORDER BY seq DESC LIMIT 1").get()
-    return low === undefined || high === undefined ? undefined : { low, high: high.seq }
+    return this.db.prepare<[], JournalRow>(`SELECT ${rowColumns} FROM history ORDER BY seq LIMIT 1`).get()
   }
 
   /** Stores rows below the base, already checked against the chain (HistoryBackfill). */
@@ -434,10 +434,6 @@ export class Journal {
     } catch (error) {
       throw toPersistenceError("journal history", error)
     }
-  }
-
-  clearHistory(): void {
-    if (this.hasHistory()) this.db.prepare("DELETE FROM history").run()
   }
 
   /** One job's rows in the history, in order. */

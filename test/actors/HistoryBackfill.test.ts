@@ -67,7 +67,7 @@ describe("history backfill", () => {
     const [at36] = leader.rows({ fromSeq: 36, toSeq: 36 })
     member.installBase({ seq: 36, hash: at36.hash, state: "{}" }, at36.logIndex)
     expect(nextNeed(member)).toEqual({ toSeq: 36, anchor: at36.hash })
-    expect(member.historyBounds()).toBeUndefined()
+    expect(member.historyLow()).toBeUndefined()
     const pruning = Journal.open(path.join(dir(), "journal.db"), { events: 10, days: 0 })
     pruning.installBase({ seq: 36, hash: at36.hash, state: "{}" }, at36.logIndex)
     expect(nextNeed(pruning)).toBeUndefined()
