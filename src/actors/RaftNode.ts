@@ -1,4 +1,4 @@
-import { Cause, Clock, Context, Data, Deferred, Effect, Exit, Layer, Metric, Option, PubSub, Queue, Schedule, Stream, SubscriptionRef } from "effect"
+import { Cause, Clock, Context, Data, Deferred, Effect, Exit, Layer, Metric, Option, PubSub, Queue, Stream, SubscriptionRef } from "effect"
 import { encodeCommand, type StateCommand } from "../domain/jobs.js"
 import { bootstrapPersisted, RaftCore } from "../domain/raft/core.js"
 import type { RaftOptions } from "../domain/raft/options.js"
@@ -128,6 +128,11 @@ class Actor {
   private lastPublished: Leadership | undefined
   /** Monotonic time up to which ticks were given to the core. */
   private tickedUpTo: bigint | undefined
+  /** The wake-up armed (see armWakeUp): a Tick into the inbox at `wakeAtMs` (performance.now). */
+  private wakeUp: ReturnType<typeof setTimeout> | undefined
+  private wakeAtMs = Number.POSITIVE_INFINITY
+  /** Set by makeRaftNode: puts a Tick in the inbox. */
+  offerTick: () => void = () => {}
 
   constructor(
     readonly core: RaftCore,
@@ -153,7 +158,40 @@ class Actor {
       if (proposals.length > 0) yield* this.propose(proposals)
       yield* this.drain()
       yield* this.publishLeadership()
+      this.armWakeUp(yield* Clock.currentTimeNanos)
     })
+  }
+
+  /**
+   * The actor sleeps until the core next has something to do on its own (ticksUntilDue: a
+   * heartbeat, a timeout), or until pending operations are due for the overdue sweep, instead
+   * of waking every tick: an idle follower wakes for its leader's heartbeats only. One timer,
+   * moved only when the new wake-up is earlier; a timer that fires early finds nothing due and
+   * arms the next. A plain timer rather than a sleeping fiber: it is re-armed after every batch.
+   */
+  private armWakeUp(now: bigint): void {
+    if (this.tickedUpTo === undefined) return
+    const nowMs = performance.now()
+    const sinceTickedMs = Number(now - this.tickedUpTo) / 1e6
+    let atMs = nowMs - sinceTickedMs + this.core.ticksUntilDue() * this.settings.tickMs
+    if (this.proposals.size > 0 || this.reads.size > 0 || this.readsAwaitingApply.length > 0) {
+      atMs = Math.min(atMs, this.lastSweep + sweepEveryMs)
+    }
+    if (this.wakeUp !== undefined && this.wakeAtMs <= atMs) return
+    this.stopWakeUp()
+    this.wakeAtMs = atMs
+    this.wakeUp = setTimeout(() => {
+      this.wakeUp = undefined
+      this.wakeAtMs = Number.POSITIVE_INFINITY
+      this.offerTick()
+    }, Math.max(0, Math.ceil(atMs - nowMs) + 1)) // late by a millisecond rather than early
+
+  }
+
+  stopWakeUp(): void {
+    if (this.wakeUp !== undefined) clearTimeout(this.wakeUp)
+    this.wakeUp = undefined
+    this.wakeAtMs = Number.POSITIVE_INFINITY
   }
 
   /**
@@ -458,10 +496,10 @@ export const makeRaftNode = (settings: RaftNodeSettings) =>
       annotate,
       Effect.forkScoped
     )
-    yield* Queue.offer(inbox, { _tag: "Tick" }).pipe(
-      Effect.repeat(Schedule.spaced(`${settings.tickMs} millis`)),
-      Effect.forkScoped
-    )
+    // The first Tick starts the clock; each batch then arms the next wake-up (armWakeUp).
+    actor.offerTick = () => void Queue.unsafeOffer(inbox, { _tag: "Tick" })
+    yield* Effect.addFinalizer(() => Effect.sync(() => actor.stopWakeUp()))
+    yield* Queue.offer(inbox, { _tag: "Tick" })
     yield* transport.inbound.pipe(
       Stream.runForEach((inbound) => Queue.offer(inbox, { _tag: "Inbound", inbound })),
       Effect.forkScoped

@@ -213,3 +213,71 @@ describe("fast failover on a closed connection", () => {
     expect(net.core(leader).status().term).toBe(term)
   })
 })
+
+describe("ticksUntilDue: how long a driver may sleep", () => {
+  /**
+   * Ticks `id` alone (nothing delivered) and checks it acts on exactly the tick the bound named:
+   * the ticks before it leave nothing to do, the last one something. Returns the bound.
+   */
+  const actsWhenDue = (net: Scripted, id: string): number => {
+    net.settle()
+    const core = net.core(id)
+    const due = core.ticksUntilDue()
+    for (let i = 1; i < due; i++) {
+      core.tick()
+      expect(core.hasReady(), `tick ${i} of ${due}`).toBe(false)
+    }
+    core.tick()
+    expect(core.hasReady(), `tick ${due}`).toBe(true)
+    return due
+  }
+  // Heartbeats far apart, so that the other deadlines come first.
+  const sparse = { electionTicks: 40, electionJitterTicks: 1, heartbeatTicks: 30 }
+
+  it("a leader sleeps until its next heartbeat; a follower until its election timeout", () => {
+    const net = new Scripted(three, sparse)
+    const leader = net.elect()
+    net.run(3)
+    expect(actsWhenDue(net, leader)).toBe(27)
+    const follower = three.find((x) => x !== leader)!
+    const due = actsWhenDue(net, follower)
+    expect(due).toBeGreaterThan(30)
+    expect(net.core(follower).ticksUntilDue()).toBeGreaterThanOrEqual(1)
+  })
+
+  it("a leader wakes for a transfer's deadline", () => {
+    const net = new Scripted(three, { ...sparse, transferTicks: 5 })
+    const leader = net.elect()
+    const target = three.find((x) => x !== leader)!
+    net.isolate(target)
+    net.propose("x")
+    net.run(1)
+    expect(net.core(leader).transferLeadership("t1", target)).toBeUndefined()
+    expect(actsWhenDue(net, leader)).toBe(5)
+    net.settle()
+    expect(net.notices.find((n) => n.id === "t1")?._tag).toBe("TransferFailed")
+  })
+
+  it("a leader wakes for a new voter's catch-up deadline", () => {
+    const net = new Scripted(three, { ...sparse, catchupTicks: 7 })
+    const leader = net.elect()
+    net.run(1)
+    // "d" is never started: it cannot catch up.
+    expect(net.core(leader).changeMembership("c1", [...three, "d"])).toBeUndefined()
+    expect(actsWhenDue(net, leader)).toBeLessThanOrEqual(7)
+    net.settle()
+    while (!net.notices.some((n) => n.id === "c1")) actsWhenDue(net, leader)
+    expect(net.notices.find((n) => n.id === "c1")?._tag).toBe("ConfChangeFailed")
+  })
+
+  it("a node with applied entries wakes for a snapshot by time", () => {
+    const net = new Scripted(three, { ...sparse, snapshotTicks: 4 })
+    const leader = net.elect()
+    net.propose("x")
+    net.run(5)
+    net.propose("y")
+    net.settle()
+    const follower = three.find((x) => x !== leader)!
+    expect(actsWhenDue(net, follower)).toBeLessThanOrEqual(4)
+  })
+})

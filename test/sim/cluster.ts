@@ -134,6 +134,8 @@ export class SimNode {
   /** The term this node was last seen leading, to notice a new election. */
   leaderTerm = -1
   readonly pending = new Map<number, Proposal>()
+  /** Ticks the core promised would do nothing (RaftCore.ticksUntilDue, less the acting one). */
+  quietTicks = 0
 
   constructor(
     readonly id: string,
@@ -263,7 +265,11 @@ export class Cluster {
     this.stats.crashes++
     this.note(`crash ${n.id} (${point})`)
     // A dead process's connections close at once: peers hear of it, as over TCP (fast failover).
-    for (const o of this.nodes.values()) if (o !== n && o.core) o.core.peerUnreachable(n.id)
+    for (const o of this.nodes.values()) {
+      if (o === n || o.core === undefined) continue
+      o.core.peerUnreachable(n.id)
+      o.quietTicks = o.core.ticksUntilDue() - 1
+    }
   }
 
   restart(id: string): void {
@@ -322,8 +328,15 @@ export class Cluster {
     }
     for (const n of this.sched.shuffle([...this.nodes.values()])) {
       if (n.core === undefined || this.sched.chance(this.clockSkewRate)) continue
+      const promised = n.quietTicks
+      const before = promised > 0 ? outwardState(n.core) : undefined
       n.core.tick()
+      if (before !== undefined && outwardState(n.core) !== before) {
+        this.checker.fail("ticks-until-due", `${n.id} acted on a tick it promised would do nothing (${promised} more were promised)`)
+      }
       this.drain(n)
+      // A driver sleeps on the promise made after the last input: it still holds, less this tick.
+      if (promised > 0) n.quietTicks = Math.max(n.quietTicks, promised - 1)
     }
     for (const n of this.nodes.values()) if (n.crashPoint !== undefined) this.crashNow(n)
   }
@@ -382,6 +395,7 @@ export class Cluster {
       this.steps++
       this.handleReady(n, n.core, rd)
     }
+    if (n.core !== undefined) n.quietTicks = n.core.ticksUntilDue() - 1
   }
 
   private handleReady(n: SimNode, core: RaftCore, rd: Ready): void {
@@ -749,4 +763,10 @@ export class Cluster {
   close(): void {
     for (const n of this.nodes.values()) n.store?.close()
   }
+}
+
+/** What a tick could change that anyone outside the core would see, besides a Ready. */
+const outwardState = (core: RaftCore): string => {
+  const s = core.status()
+  return `${s.role} ${s.term} ${s.leader} ${s.commitIndex} ${core.hasReady()}`
 }

@@ -150,6 +150,38 @@ export class RaftCore {
     this.checkSnapshotDue()
   }
 
+  /**
+   * How many ticks may pass before one acts (a heartbeat, a timeout, a deadline, a snapshot by
+   * time or size): never more, at least 1, at most an election timeout. A driver may sleep that
+   * long and then give the ticks at once, instead of waking for every tick; any other input can
+   * bring it nearer, so ask again after each. The simulator checks that the ticks before it do
+   * nothing.
+   */
+  ticksUntilDue(): number {
+    let due = this.opts.electionTicks
+    const until = (tick: number) => {
+      due = Math.min(due, tick - this.tickCount)
+    }
+    if (this.role === "leader") {
+      due = Math.min(due, this.opts.heartbeatTicks - this.heartbeatElapsed, this.opts.electionTicks - this.electionElapsed)
+      if (this.transfer) {
+        until(this.transfer.deadlineTick)
+        const pr = this.progress.get(this.transfer.target)
+        if (pr) until(Math.max(pr.lastContactTick, this.transfer.startTick) + this.opts.electionTicks)
+      }
+      if (this.catchUp) until(this.catchUp.deadlineTick)
+    } else {
+      if (this.handedOff) until(this.handedOff.deadlineTick)
+      if (this.promotable()) due = Math.min(due, this.randomizedTimeout - this.electionElapsed)
+    }
+    if (!this.snapshotRequested) {
+      const since = this.applied - this.snapshot.meta.index
+      if (this.opts.snapshotEntries > 0 && since >= this.opts.snapshotEntries) due = 1
+      else if (this.opts.snapshotTicks > 0 && since > 0) until(this.lastSnapshotTick + this.opts.snapshotTicks)
+    }
+    return Math.max(1, due)
+  }
+
   receive(m: Message): void {
     if (m.group !== this.opts.group || m.to !== this.id || m.from === this.id) return
     if (!this.admits(m)) return
