@@ -1,6 +1,8 @@
 import * as HttpClient from "@effect/platform/HttpClient"
 import { Duration, Effect, Layer, Metric, Schema } from "effect"
 import { genesisHash, type Journal, JournalRow, keepsEverything, rowHash } from "../storage/Journal.js"
+import type { RaftStatus } from "../domain/raft/ready.js"
+import type { ClusterState } from "../domain/state.js"
 import { metrics } from "./metrics.js"
 import { RaftNode, type RaftNodeApi } from "./RaftNode.js"
 
@@ -55,45 +57,82 @@ const PageRows = Schema.Struct({ rows: Schema.Array(JournalRow) })
 const busyPause = Duration.millis(50)
 const idlePause = Duration.seconds(2)
 
+/** Who to ask for history pages: the HTTP addresses of members, by node id. */
+export type Sources = ReadonlyMap<string, string>
+
 /**
- * Fills the history of a node that joined by snapshot with the events before its base, from the
- * leader, a page at a time, newest first; each page is checked against the chain before it is
- * stored. Then the node answers get_status for any job, as the others do (StateMachine.job).
- * Runs while the node follows a known leader; a leader has no one to ask, and waits.
+ * Remembers the HTTP address of every leader this node has seen in its state (each election's
+ * LeaderElected event names it), so that a node that itself leads still knows whom to ask.
  */
-const step = (node: RaftNodeApi, journal: Journal, client: HttpClient.HttpClient) =>
+export const noteLeader = (seen: Map<string, string>, self: string, state: ClusterState): void => {
+  if (state.leader !== null && state.leader !== self && state.leaderHttp) seen.set(state.leader, state.leaderHttp)
+}
+
+/**
+ * The addresses to ask, in order: the leader this node follows, then every other member whose
+ * address it has seen lead (still a voter or learner). A leader that joined by snapshot and took
+ * over before its copy was done thus asks the members that led before it.
+ */
+export const sourcesFor = (self: string, status: RaftStatus, state: ClusterState, seen: Sources): Array<string> => {
+  const members = new Set([...state.voters, ...state.learners])
+  const following = status.role !== "leader" && status.leader !== null && state.leader === status.leader && state.leaderHttp
+  const first = following ? [state.leaderHttp!] : []
+  const others = [...seen].filter(([id]) => id !== self && members.has(id)).map(([, http]) => http)
+  return [...new Set([...first, ...others])]
+}
+
+type Fetched = { readonly _tag: "Stored" } | { readonly _tag: "Nothing" }
+
+/** Asks `http` for the page below `need`; stores it if it is the chain, else says why not. */
+const fetchPage = (client: HttpClient.HttpClient, journal: Journal, http: string, need: Need) =>
   Effect.gen(function* () {
-    const need = yield* Effect.try(() => nextNeed(journal))
-    yield* Metric.set(metrics.historyMissing, need?.toSeq ?? 0)
-    if (need === undefined) return idlePause
-    const status = yield* node.status
-    const state = yield* node.localState
-    if (status.role === "leader" || status.leader === null || state.leader !== status.leader || !state.leaderHttp) return idlePause
     const limit = Math.min(maxPageRows, need.toSeq)
-    const page = yield* client.get(`http://${state.leaderHttp}${historyPath}?to=${need.toSeq}&limit=${limit}`).pipe(
+    const page = yield* client.get(`http://${http}${historyPath}?to=${need.toSeq}&limit=${limit}`).pipe(
       Effect.flatMap((res) => res.json),
       Effect.flatMap(Schema.decodeUnknown(PageRows)),
       Effect.scoped,
       Effect.timeout(Duration.seconds(10))
     )
-    if (page.rows.length === 0) return idlePause // the leader lacks them (pruned, or its own history is short)
+    if (page.rows.length === 0) return { _tag: "Nothing" } as Fetched // it lacks them (pruned, or its own history is short)
     const wrong = checkPage(page.rows, need)
     if (wrong !== undefined) {
-      yield* Effect.logWarning(`history from ${state.leaderHttp} refused: ${wrong}`)
-      return idlePause
+      yield* Effect.logWarning(`history from ${http} refused: ${wrong}`)
+      return { _tag: "Nothing" } as Fetched
     }
     yield* Effect.try(() => journal.addHistory(page.rows))
-    return busyPause
-  }).pipe(
-    Effect.catchAll((e) => Effect.logDebug("history backfill: no page this time", e).pipe(Effect.as(idlePause))),
-    Effect.flatMap((pause) => Effect.sleep(pause))
-  )
+    return { _tag: "Stored" } as Fetched
+  }).pipe(Effect.catchAll((e) => Effect.logDebug(`history backfill: no page from ${http}`, e).pipe(Effect.as({ _tag: "Nothing" } as Fetched))))
+
+/**
+ * Fills the history of a node that joined by snapshot with the events before its base, a page
+ * at a time, newest first, from the leader it follows or else a member it saw lead; each page is
+ * checked against the chain before it is stored. Then the node answers get_status for any job,
+ * as the others do (StateMachine.job).
+ */
+export const copyOnce = (node: RaftNodeApi, journal: Journal, client: HttpClient.HttpClient, seen: Map<string, string>) =>
+  Effect.gen(function* () {
+    const state = yield* node.localState
+    noteLeader(seen, node.id, state)
+    const need = yield* Effect.try(() => nextNeed(journal))
+    yield* Metric.set(metrics.historyMissing, need?.toSeq ?? 0)
+    if (need === undefined) return idlePause
+    for (const http of sourcesFor(node.id, yield* node.status, state, seen)) {
+      if ((yield* fetchPage(client, journal, http, need))._tag === "Stored") return busyPause
+    }
+    return idlePause
+  }).pipe(Effect.catchAll((e) => Effect.logDebug("history backfill: no page this time", e).pipe(Effect.as(idlePause))))
 
 export const layer = (journal: Journal): Layer.Layer<never, never, RaftNode | HttpClient.HttpClient> =>
   Layer.scopedDiscard(
     Effect.gen(function* () {
       const node = yield* RaftNode
       const client = yield* HttpClient.HttpClient
-      yield* step(node, journal, client).pipe(Effect.forever, Effect.annotateLogs({ role: "history" }), Effect.forkScoped)
+      const seen = new Map<string, string>()
+      yield* copyOnce(node, journal, client, seen).pipe(
+        Effect.flatMap(Effect.sleep),
+        Effect.forever,
+        Effect.annotateLogs({ role: "history" }),
+        Effect.forkScoped
+      )
     })
   )

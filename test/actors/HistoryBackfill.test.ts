@@ -2,7 +2,13 @@ import { describe, expect, it } from "@effect/vitest"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { checkPage, nextNeed } from "../../src/actors/HistoryBackfill.js"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import { Duration, Effect } from "effect"
+import { checkPage, copyOnce, nextNeed } from "../../src/actors/HistoryBackfill.js"
+import type { RaftNodeApi } from "../../src/actors/RaftNode.js"
+import type { RaftStatus } from "../../src/domain/raft/ready.js"
+import { type ClusterState, emptyState } from "../../src/domain/state.js"
 import type { Event } from "../../src/domain/events.js"
 import { Journal, type JournalInput } from "../../src/storage/Journal.js"
 import { accepted, done } from "../support/jobEvents.js"
@@ -72,4 +78,42 @@ describe("history backfill", () => {
     pruning.installBase({ seq: 36, hash: at36.hash, state: "{}" }, at36.logIndex)
     expect(nextNeed(pruning)).toBeUndefined()
   })
+
+  it.effect("a member that leads before its copy is done asks a member it saw lead", () =>
+    Effect.gen(function* () {
+      const { leader, member } = setUp()
+      // Peers serve their journal pages; the test records whom the member asked.
+      const asked: Array<string> = []
+      const served = new Map([["n1-http:1", leader]])
+      const client = HttpClient.make((request, url) => {
+        asked.push(url.host)
+        const peer = served.get(url.host)
+        const rows = peer === undefined ? [] : peer.page(Number(url.searchParams.get("to")), Number(url.searchParams.get("limit")))
+        return Effect.succeed(HttpClientResponse.fromWeb(request, new Response(JSON.stringify({ rows }))))
+      })
+      const voters = ["n1", "n2", "n3", "n4"]
+      let state: ClusterState = { ...emptyState, voters, leader: "n1", leaderHttp: "n1-http:1", leaderTerm: 1 }
+      let status = { role: "follower", leader: "n1" } as RaftStatus
+      const node = {
+        id: "n4",
+        localState: Effect.sync(() => state),
+        status: Effect.sync(() => status)
+      } as unknown as RaftNodeApi
+      const seen = new Map<string, string>()
+      // It followed n1 for a moment (one page), then took the lead itself.
+      expect(Duration.toMillis(yield* copyOnce(node, member, client, seen))).toBeLessThan(1000)
+      expect(member.historyLow()?.seq).toBe(1)
+      member.installBase({ ...member.journalBase(), state: "{}" }, 30) // a snapshot at the same point empties the history
+      state = { ...state, leader: "n4", leaderHttp: "n4-http:4", leaderTerm: 2 }
+      status = { role: "leader", leader: "n4" } as RaftStatus
+      asked.length = 0
+      for (let i = 0; i < 5 && nextNeed(member) !== undefined; i++) yield* copyOnce(node, member, client, seen)
+      expect(nextNeed(member)).toBeUndefined()
+      expect(new Set(asked)).toEqual(new Set(["n1-http:1"]))
+      expect(member.historyOf("3")).toEqual(leader.rows({ jobId: "3" }))
+      // A leader that never saw another lead has no one to ask.
+      const fresh = setUp().member
+      expect(Duration.toMillis(yield* copyOnce(node, fresh, client, new Map()))).toBeGreaterThanOrEqual(1000)
+      expect(fresh.historyLow()).toBeUndefined()
+    }))
 })
