@@ -313,7 +313,8 @@ class Actor {
     const writes = ready.entries.length > 0 || ready.hardState !== undefined || ready.snapshot !== undefined
     const slowDisk = writes ? Effect.flatMap(this.diskDelayMs, (ms) => (ms > 0 ? Effect.sleep(ms) : Effect.void)) : Effect.void
     return slowDisk.pipe(
-      Effect.zipRight(this.log.persist(ready)),
+      // A follower writes inline, the leader on the writer thread (see WorkerRaftLog).
+      Effect.zipRight(this.log.persist(ready, !this.core.isLeader())),
       Effect.orDie,
       Effect.map(() => {
         const last = ready.entries.at(-1)

@@ -37,6 +37,11 @@ export interface JournalDump {
   readonly baseHash: string
   /** Jobs in the base state (empty unless the journal starts from a snapshot). */
   readonly baseJobs: ReadonlyArray<BaseJob>
+  /**
+   * Jobs accepted before the base of a node that joined by snapshot, as copied into its table
+   * `history` (HistoryBackfill): the base image holds only the window of recent jobs.
+   */
+  readonly historyJobs: ReadonlyArray<BaseJob>
   readonly error?: string
 }
 
@@ -55,6 +60,12 @@ export const readJournal = (node: string, dataDir: string): JournalDump => {
           "SELECT applied_index AS applied, base_seq AS baseSeq, base_hash AS baseHash, base_state AS baseState FROM sm_state WHERE id = 0"
         )
         .get()
+      const hasHistory = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'history'").get() !== undefined
+      const historyJobs = hasHistory
+        ? db
+          .prepare<[], BaseJob>("SELECT job_id AS id, coalesce(user_name, '') AS userName, 'accepted' AS status FROM history WHERE type = 'JobAccepted'")
+          .all()
+        : []
       return {
         node,
         dir: dataDir,
@@ -62,13 +73,14 @@ export const readJournal = (node: string, dataDir: string): JournalDump => {
         appliedIndex: sm?.applied ?? 0,
         baseSeq: sm?.baseSeq ?? 0,
         baseHash: sm?.baseHash ?? "",
-        baseJobs: baseJobsOf(sm?.baseState ?? null)
+        baseJobs: baseJobsOf(sm?.baseState ?? null),
+        historyJobs
       }
     } finally {
       db.close()
     }
   } catch (e) {
-    return { node, dir: dataDir, rows: [], appliedIndex: 0, baseSeq: 0, baseHash: "", baseJobs: [], error: (e as Error).message }
+    return { node, dir: dataDir, rows: [], appliedIndex: 0, baseSeq: 0, baseHash: "", baseJobs: [], historyJobs: [], error: (e as Error).message }
   }
 }
 
@@ -83,9 +95,10 @@ const baseJobsOf = (image: string | null): Array<BaseJob> => {
   }
 }
 
-/** Every job a journal knows: from its base state and its JobAccepted rows. */
+/** Every job a journal knows: from its history, its base state and its JobAccepted rows. */
 export const jobsOf = (d: JournalDump): Map<string, string> => {
   const jobs = new Map<string, string>()
+  for (const j of d.historyJobs) jobs.set(j.id, j.userName)
   for (const j of d.baseJobs) jobs.set(j.id, j.userName)
   for (const r of d.rows) if (r.type === "JobAccepted" && r.jobId !== null) jobs.set(r.jobId, r.userName ?? "")
   return jobs

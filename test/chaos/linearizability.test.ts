@@ -241,6 +241,7 @@ const dump = (node: string, jobs: Array<[string, string]>, extra: Partial<Journa
   baseSeq: 0,
   baseHash: "g",
   baseJobs: [],
+  historyJobs: [],
   ...extra
 })
 

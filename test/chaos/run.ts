@@ -1,6 +1,6 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { sleep, waitForLeader } from "../integration/harness.js"
+import { request, sleep, waitForLeader } from "../integration/harness.js"
 import { Prng } from "../sim/prng.js"
 import {
   checkDurable,
@@ -227,6 +227,21 @@ export const runChaos = async (options: ChaosOptions): Promise<ChaosResult> => {
     await Promise.all(readers)
     cluster.log(`final reads of ${ids.length} ids done through ${group.map((c) => c.node.name).join(",")}`)
     await cluster.stopMonitor()
+
+    // A member that joined by snapshot copies the events before it (HistoryBackfill); the
+    // durability check counts them, so give the copies time to finish (the gauge reaches 0).
+    const historyBy = cluster.now() + 20_000
+    let copying = group.map((c) => c.node.name)
+    while (copying.length > 0 && cluster.now() < historyBy) {
+      const left = await Promise.all(group.map(async (c) => {
+        const r = await request("GET", c.node.http, "/metrics", undefined, 2000).catch(() => undefined)
+        const line = r?.text.split("\n").find((l) => l.startsWith("cluster_mgr_journal_history_missing"))
+        return line !== undefined && Number(line.split(" ").at(-1)) === 0 ? undefined : c.node.name
+      }))
+      copying = left.filter((n): n is string => n !== undefined)
+      if (copying.length > 0) await sleep(250)
+    }
+    cluster.log(copying.length === 0 ? "histories copied" : `histories still copying after 20 s: ${copying.join(",")}`)
 
     // ---------------------------------------------------------------- data dirs
     await cluster.stopAll()

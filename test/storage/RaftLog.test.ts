@@ -125,13 +125,53 @@ describe.each(["sync", "worker"] as const)("RaftLog (%s)", (mode) => {
 })
 
 describe("RaftLog on a writer thread", () => {
-  it.live("start-up reads come before the first persist; after it only the thread touches raft.db", () =>
+  it.live("start-up reads come before the first persist, inline or not; after it only writes", () =>
     Effect.gen(function* () {
       const log = open("worker")
       log.bootstrap(fresh)
-      yield* log.persist({ ...nothing, entries: commands(1, 1, 1) })
+      yield* log.persist({ ...nothing, entries: commands(1, 1, 1) }, true)
       expect(() => log.load()).toThrow(PersistenceError)
       expect(() => log.bootstrap(fresh)).toThrow(PersistenceError)
+    })
+  )
+
+  it.live("a follower's writes inline and a leader's on the thread interleave; a reopened file loads every one", () =>
+    Effect.gen(function* () {
+      const file = temp.dbPath()
+      const log = open("worker", file)
+      log.bootstrap(fresh)
+      yield* log.ready
+      const worker = (log as unknown as { worker: Worker }).worker
+      const post = worker.postMessage.bind(worker)
+      let posted = 0
+      worker.postMessage = (message: unknown) => {
+        posted++
+        post(message)
+      }
+      // Each step of the reference sequence alternately inline and on the thread.
+      for (const [i, ready] of readies.entries()) yield* log.persist(ready, i % 2 === 0)
+      expect(posted).toBe(Math.floor(readies.length / 2))
+      yield* log.close
+      const reference = openRaftStorage(temp.dbPath())
+      reference.bootstrap(fresh)
+      for (const ready of readies) reference.persist(ready)
+      const expected = reference.load()
+      reference.close()
+      expect(loadFile(file)).toEqual(expected)
+    })
+  )
+
+  it.live("an inline write that breaks the log is a defect too, and the thread's next write sees none of it", () =>
+    Effect.gen(function* () {
+      const file = temp.dbPath()
+      const log = open("worker", file)
+      log.bootstrap(fresh)
+      yield* log.persist({ ...nothing, entries: commands(1, 3, 1) })
+      const exit = yield* Effect.exit(log.persist({ ...nothing, entries: [command(5, 1)] }, true))
+      expect(Exit.isFailure(exit) && Cause.isDie(exit.cause)).toBe(true)
+      yield* log.persist({ ...nothing, entries: [command(4, 1)] })
+      yield* log.close
+      expect(loadFile(file)?.entries.map((e) => e.index)).toEqual([1, 2, 3, 4])
     })
   )
 
@@ -174,6 +214,9 @@ describe("RaftLog on a writer thread", () => {
       yield* Effect.sleep("50 millis")
       const later = yield* Effect.flip(log.persist({ ...nothing, entries: [command(2, 1)] }))
       expect(later.reason).toMatch(/writer thread failed: simulated/)
+      // Nor is the node: inline writes are refused alike.
+      const inline = yield* Effect.flip(log.persist({ ...nothing, entries: [command(2, 1)] }, true))
+      expect(inline.reason).toMatch(/writer thread failed: simulated/)
     })
   )
 

@@ -369,6 +369,10 @@ export class RaftCore {
     }
   }
 
+  isLeader(): boolean {
+    return this.role === "leader"
+  }
+
   /** The configuration in force (the newest one in the log, committed or not). */
   configuration(): Configuration {
     return this.config
