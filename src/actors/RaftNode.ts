@@ -1,4 +1,4 @@
-import { Cause, Clock, Context, Data, Deferred, Effect, Exit, Layer, Metric, Option, PubSub, Queue, Stream, SubscriptionRef } from "effect"
+import { Cause, Chunk, Clock, Context, Data, Deferred, Effect, Exit, Layer, Metric, Option, PubSub, Queue, Stream, SubscriptionRef } from "effect"
 import { encodeCommand, type StateCommand } from "../domain/jobs.js"
 import { bootstrapPersisted, RaftCore } from "../domain/raft/core.js"
 import type { RaftOptions } from "../domain/raft/options.js"
@@ -502,7 +502,8 @@ export const makeRaftNode = (settings: RaftNodeSettings) =>
     yield* Effect.addFinalizer(() => Effect.sync(() => actor.stopWakeUp()))
     yield* Queue.offer(inbox, { _tag: "Tick" })
     yield* transport.inbound.pipe(
-      Stream.runForEach((inbound) => Queue.offer(inbox, { _tag: "Inbound", inbound })),
+      // A chunk at a time: what one read of a socket delivered joins the inbox in one offer.
+      Stream.runForEachChunk((chunk) => Queue.offerAll(inbox, Chunk.map(chunk, (inbound): Input => ({ _tag: "Inbound", inbound })))),
       Effect.forkScoped
     )
 
