@@ -51,7 +51,7 @@ export const baseState = (base: JournalBase): Either.Either<ClusterState, Diverg
     }
     return Either.right(fromJson(image.state))
   } catch {
-    return Either.left(new Divergence({ seq: base.seq, what: "the base snapshot (sm_state.base_state) does not decode" }))
+    return Either.left(new Divergence({ seq: base.seq, what: "the base snapshot (sm_base.state) does not decode" }))
   }
 }
 

@@ -71,6 +71,21 @@ const journalMigrations: ReadonlyArray<Migration> = [
       `CREATE TABLE history ${rowTable}`,
       `CREATE INDEX history_job ON history(job_id)`
     ]
+  },
+  {
+    version: 4,
+    statements: [
+      // The base's state image (up to about half a MB: the open jobs and the recent window) moves
+      // out of sm_state, whose applied_index every append updates: SQLite rewrote the image's
+      // overflow pages with it, doubling an append's time on a node that had a base image.
+      // sm_state.base_state is NULL from here on.
+      `CREATE TABLE sm_base (
+        id INTEGER PRIMARY KEY CHECK (id = 0),
+        state TEXT
+      ) STRICT`,
+      `INSERT INTO sm_base (id, state) SELECT 0, base_state FROM sm_state WHERE id = 0`,
+      `UPDATE sm_state SET base_state = NULL`
+    ]
   }
 ]
 
@@ -184,7 +199,8 @@ const jobIdOf = (e: Event): string | null => ("jobId" in e ? e.jobId : null)
 
 export class Journal {
   private readonly insert: Database.Statement<[number, number, number, number, string | null, string | null, string, string, string, string]>
-  private readonly putState: Database.Statement<[number, number, string, string | null]>
+  private readonly putState: Database.Statement<[number, number, string]>
+  private readonly putImage: Database.Statement<[string | null]>
   private readonly putApplied: Database.Statement<[number]>
   private readonly appendTx: Database.Transaction<(rows: ReadonlyArray<JournalInput>, applied: number) => void>
   private head: JournalHead
@@ -231,6 +247,7 @@ export class Journal {
     if (readOnly) {
       this.insert = undefined as never
       this.putState = undefined as never
+      this.putImage = undefined as never
       this.putApplied = undefined as never
       this.appendTx = undefined as never
       return
@@ -239,10 +256,14 @@ export class Journal {
       "INSERT INTO journal (seq, log_index, log_term, at, job_id, user_name, type, event, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?)"
     )
     this.putState = db.prepare(
-      "INSERT INTO sm_state (id, applied_index, base_seq, base_hash, base_state) VALUES (0,?,?,?,?) ON CONFLICT(id) DO UPDATE SET applied_index=excluded.applied_index, base_seq=excluded.base_seq, base_hash=excluded.base_hash, base_state=excluded.base_state"
+      "INSERT INTO sm_state (id, applied_index, base_seq, base_hash, base_state) VALUES (0,?,?,?,NULL) ON CONFLICT(id) DO UPDATE SET applied_index=excluded.applied_index, base_seq=excluded.base_seq, base_hash=excluded.base_hash"
     )
+    this.putImage = db.prepare("INSERT INTO sm_base (id, state) VALUES (0,?) ON CONFLICT(id) DO UPDATE SET state=excluded.state")
     this.putApplied = db.prepare("UPDATE sm_state SET applied_index = ? WHERE id = 0")
-    if (!row.stored) this.putState.run(0, 0, genesisHash, null)
+    if (!row.stored) {
+      this.putState.run(0, 0, genesisHash)
+      this.putImage.run(null)
+    }
     this.appendTx = db.transaction((rows: ReadonlyArray<JournalInput>, applied: number) => {
       for (const r of rows) this.appendRow(r)
       this.putApplied.run(applied)
@@ -250,8 +271,10 @@ export class Journal {
   }
 
   private readPosition(): { stored: boolean; applied: number; base: JournalBase; head: JournalHead; mark: PruneMark | undefined } {
+    // A journal of an older version, opened read-only (audit), may not have sm_base yet.
+    const image = this.hasTable("sm_base") ? "(SELECT state FROM sm_base WHERE id = 0)" : "base_state"
     const row = this.db.prepare<[], { applied_index: number; base_seq: number; base_hash: string; base_state: string | null }>(
-      "SELECT applied_index, base_seq, base_hash, base_state FROM sm_state WHERE id = 0"
+      `SELECT applied_index, base_seq, base_hash, ${image} AS base_state FROM sm_state WHERE id = 0`
     ).get()
     const base = { seq: row?.base_seq ?? 0, hash: row?.base_hash ?? genesisHash, state: row?.base_state ?? null }
     const last = this.db.prepare<[], JournalHead>("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").get()
@@ -350,7 +373,8 @@ export class Journal {
         this.db.prepare("DELETE FROM journal_meta").run()
         // The history ended at the old base: it no longer reaches the new one (copied again).
         if (this.hasHistory()) this.db.prepare("DELETE FROM history").run()
-        this.putState.run(appliedIndex, base.seq, base.hash, base.state)
+        this.putState.run(appliedIndex, base.seq, base.hash)
+        this.putImage.run(base.state)
       }).immediate()
       this.base = base
       this.head = { seq: base.seq, hash: base.hash }
@@ -374,7 +398,8 @@ export class Journal {
       const moved = this.db.transaction(() => {
         const row = this.db.prepare<[number], { hash: string }>("SELECT hash FROM journal WHERE seq = ?").get(base.seq)
         if (row?.hash !== base.hash) return false
-        this.db.prepare<[number, string, string]>("UPDATE sm_state SET base_seq = ?, base_hash = ?, base_state = ? WHERE id = 0").run(base.seq, base.hash, base.state)
+        this.db.prepare<[number, string]>("UPDATE sm_state SET base_seq = ?, base_hash = ? WHERE id = 0").run(base.seq, base.hash)
+        this.putImage.run(base.state)
         this.db.prepare<[number, string, number, number, number, number]>(
           "INSERT OR REPLACE INTO journal_meta (id, pruned_seq, pruned_hash, pruned_event_at, snapshot_index, snapshot_seq, pruned_on) VALUES (0,?,?,?,?,?,?)"
         ).run(mark.seq, mark.hash, mark.eventAt, mark.snapshotIndex, mark.snapshotSeq, mark.prunedOn)
@@ -445,9 +470,13 @@ export class Journal {
 
   /** A journal.db opened read-only may predate the history table (a writable one is migrated). */
   private hasHistory(): boolean {
-    this.historyTable ??= this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'history'").get() !== undefined
+    this.historyTable ??= this.hasTable("history")
     return this.historyTable
   }
+  private hasTable(name: string): boolean {
+    return this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(name) !== undefined
+  }
+
 
   /** The journal's rows (those after its base) that `filter` selects, in order. */
   rows(filter: JournalFilter = {}): Array<JournalRow> {

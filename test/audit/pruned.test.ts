@@ -132,10 +132,10 @@ describe("audit verify on a pruned journal still names tampering", () => {
 
   it("an edit of the pruned base's state: folding no longer reproduces the Raft snapshot", async () => {
     const copy = tampered(some(), (db) => {
-      const { state } = db.prepare<[], { state: string }>("SELECT base_state AS state FROM sm_state").get()!
+      const { state } = db.prepare<[], { state: string }>("SELECT state FROM sm_base").get()!
       const image = JSON.parse(state)
       image.state.jobs[0].userName = "mallory"
-      db.prepare<[string]>("UPDATE sm_state SET base_state = ?").run(JSON.stringify(image))
+      db.prepare<[string]>("UPDATE sm_base SET state = ?").run(JSON.stringify(image))
     })
     const d = await divergenceOf(copy)
     expect(d.what).toMatch(/does not reproduce the Raft snapshot .*userName/)

@@ -57,7 +57,7 @@ export const readJournal = (node: string, dataDir: string): JournalDump => {
         .all()
       const sm = db
         .prepare<[], { applied: number; baseSeq: number; baseHash: string; baseState: string | null }>(
-          "SELECT applied_index AS applied, base_seq AS baseSeq, base_hash AS baseHash, base_state AS baseState FROM sm_state WHERE id = 0"
+          "SELECT applied_index AS applied, base_seq AS baseSeq, base_hash AS baseHash, (SELECT state FROM sm_base WHERE id = 0) AS baseState FROM sm_state WHERE id = 0"
         )
         .get()
       const hasHistory = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'history'").get() !== undefined
