@@ -185,7 +185,6 @@ class Actor {
       this.wakeAtMs = Number.POSITIVE_INFINITY
       this.offerTick()
     }, Math.max(0, Math.ceil(atMs - nowMs) + 1)) // late by a millisecond rather than early
-
   }
 
   stopWakeUp(): void {
@@ -475,6 +474,8 @@ export const makeRaftNode = (settings: RaftNodeSettings) =>
         ? control.value.current().pipe(Effect.map((f) => f.diskDelayMs), Effect.orElseSucceed(() => 0))
         : Effect.succeed(0)
     const actor = new Actor(core, sm, log, settings, transport, leadership, appliedHub, diskDelayMs)
+    actor.offerTick = () => void Queue.unsafeOffer(inbox, { _tag: "Tick" })
+    yield* Effect.addFinalizer(() => Effect.sync(() => actor.stopWakeUp()))
     // The writer thread boots while the journal and the log are read; start once it is up.
     yield* Effect.orDie(log.ready)
     const annotate = <A, E, R>(eff: Effect.Effect<A, E, R>) =>
@@ -498,8 +499,6 @@ export const makeRaftNode = (settings: RaftNodeSettings) =>
       Effect.forkScoped
     )
     // The first Tick starts the clock; each batch then arms the next wake-up (armWakeUp).
-    actor.offerTick = () => void Queue.unsafeOffer(inbox, { _tag: "Tick" })
-    yield* Effect.addFinalizer(() => Effect.sync(() => actor.stopWakeUp()))
     yield* Queue.offer(inbox, { _tag: "Tick" })
     yield* transport.inbound.pipe(
       // A chunk at a time: what one read of a socket delivered joins the inbox in one offer.
