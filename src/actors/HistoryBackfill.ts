@@ -81,10 +81,8 @@ export const sourcesFor = (self: string, status: RaftStatus, state: ClusterState
   return [...new Set([...first, ...others])]
 }
 
-type Fetched = { readonly _tag: "Stored" } | { readonly _tag: "Nothing" }
-
-/** Asks `http` for the page below `need`; stores it if it is the chain, else says why not. */
-const fetchPage = (client: HttpClient.HttpClient, journal: Journal, http: string, need: Need) =>
+/** Asks `http` for the page below `need` and stores it if it is the chain; whether it did. */
+const fetchPage = (client: HttpClient.HttpClient, journal: Journal, http: string, need: Need): Effect.Effect<boolean> =>
   Effect.gen(function* () {
     const limit = Math.min(maxPageRows, need.toSeq)
     const page = yield* client.get(`http://${http}${historyPath}?to=${need.toSeq}&limit=${limit}`).pipe(
@@ -93,15 +91,15 @@ const fetchPage = (client: HttpClient.HttpClient, journal: Journal, http: string
       Effect.scoped,
       Effect.timeout(Duration.seconds(10))
     )
-    if (page.rows.length === 0) return { _tag: "Nothing" } as Fetched // it lacks them (pruned, or its own history is short)
+    if (page.rows.length === 0) return false // it lacks them (pruned, or its own history is short)
     const wrong = checkPage(page.rows, need)
     if (wrong !== undefined) {
       yield* Effect.logWarning(`history from ${http} refused: ${wrong}`)
-      return { _tag: "Nothing" } as Fetched
+      return false
     }
     yield* Effect.try(() => journal.addHistory(page.rows))
-    return { _tag: "Stored" } as Fetched
-  }).pipe(Effect.catchAll((e) => Effect.logDebug(`history backfill: no page from ${http}`, e).pipe(Effect.as({ _tag: "Nothing" } as Fetched))))
+    return true
+  }).pipe(Effect.catchAll((e) => Effect.logDebug(`history backfill: no page from ${http}`, e).pipe(Effect.as(false))))
 
 /**
  * Fills the history of a node that joined by snapshot with the events before its base, a page
@@ -117,7 +115,7 @@ export const copyOnce = (node: RaftNodeApi, journal: Journal, client: HttpClient
     yield* Metric.set(metrics.historyMissing, need?.toSeq ?? 0)
     if (need === undefined) return idlePause
     for (const http of sourcesFor(node.id, yield* node.status, state, seen)) {
-      if ((yield* fetchPage(client, journal, http, need))._tag === "Stored") return busyPause
+      if (yield* fetchPage(client, journal, http, need)) return busyPause
     }
     return idlePause
   }).pipe(Effect.catchAll((e) => Effect.logDebug("history backfill: no page this time", e).pipe(Effect.as(idlePause))))
