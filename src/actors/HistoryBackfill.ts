@@ -1,6 +1,6 @@
 import * as HttpClient from "@effect/platform/HttpClient"
 import { Duration, Effect, Layer, Metric, Schema } from "effect"
-import { genesisHash, type Journal, JournalRow, keepsEverything, rowHash } from "../storage/Journal.js"
+import { genesisHash, type Journal, JournalRow, rowHash } from "../storage/Journal.js"
 import type { RaftStatus } from "../domain/raft/ready.js"
 import type { ClusterState } from "../domain/state.js"
 import { metrics } from "./metrics.js"
@@ -23,11 +23,10 @@ export interface Need {
  * (Journal.installBase), so the copy starts again from the new base.
  */
 export const nextNeed = (journal: Journal): Need | undefined => {
-  const base = journal.journalBase()
-  if (base.seq === 0 || !keepsEverything(journal.retention) || journal.pruneMark() !== undefined) return undefined
+  if (!journal.historyIncomplete()) return undefined
   const low = journal.historyLow()
-  if (low === undefined) return { toSeq: base.seq, anchor: base.hash }
-  return low.seq <= 1 ? undefined : { toSeq: low.seq - 1, anchor: low.prevHash }
+  if (low === undefined) return { toSeq: journal.journalBase().seq, anchor: journal.journalBase().hash }
+  return { toSeq: low.seq - 1, anchor: low.prevHash }
 }
 
 /**

@@ -62,6 +62,8 @@ export interface RaftNodeApi {
   readonly job: (state: ClusterState, jobId: string) => Effect.Effect<Option.Option<Job>>
   /** Up to `limit` journal rows at or below `toSeq`, newest first, for a peer's history (Journal.page). */
   readonly journalPage: (toSeq: number, limit: number) => Effect.Effect<ReadonlyArray<JournalRow>>
+  /** Whether this node still copies the events before its snapshot base (Journal.historyIncomplete). */
+  readonly historyIncomplete: Effect.Effect<boolean>
   readonly changeMembership: (voters: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, RaftError>
   readonly transferLeadership: (target: string) => Effect.Effect<string, RaftError>
   readonly status: Effect.Effect<RaftStatus>
@@ -520,6 +522,7 @@ export const makeRaftNode = (settings: RaftNodeSettings) =>
       localState: Effect.sync(() => sm.state),
       job: (state, jobId) => Effect.sync(() => Option.fromNullable(sm.job(state, jobId))),
       journalPage: (toSeq, limit) => Effect.sync(() => settings.journal.page(toSeq, limit)),
+      historyIncomplete: Effect.sync(() => settings.journal.historyIncomplete()),
       changeMembership: (voters) => ask<ReadonlyArray<string>>((done) => ({ _tag: "Change", voters, done })),
       transferLeadership: (target) => ask<string>((done) => ({ _tag: "Transfer", target, done })),
       status: Effect.sync(() => core.status()),

@@ -70,7 +70,11 @@ export const makeEmit = Effect.gen(function* () {
       case "get_status":
         return node.read.pipe(
           Effect.mapError(fromRaftError),
-          Effect.flatMap((state) => Effect.map(node.job(state, command.job_id), (job) => statusReply(job, command.job_id, state)))
+          Effect.flatMap((state) =>
+            Effect.flatMap(node.job(state, command.job_id), (job) =>
+              Option.isNone(job) && wasAllocated(state, command.job_id)
+                ? Effect.map(node.historyIncomplete, (copying) => (copying ? stillCopying(command.job_id) : statusReply(job, command.job_id, state)))
+                : Effect.succeed(statusReply(job, command.job_id, state))))
         )
       case "raft_mission":
         return Effect.gen(function* () {
@@ -170,13 +174,24 @@ const requestCounter = (jobType: string, status: string) => {
 }
 const acceptedJobs = Metric.tagged(metrics.jobs, "status", "accepted")
 
+/**
+ * A job that ended before this leader joined by snapshot, while it still copies the events before
+ * its snapshot from the other members (HistoryBackfill): it exists, and will be answered shortly.
+ */
+const stillCopying = (jobId: string): EmitReply =>
+  failure(
+    new Unavailable({
+      info: `job ${jobId} ended before this leader joined, and it is still copying those jobs' events from the other members (cluster_mgr_journal_history_missing shows how far); retry shortly`
+    })
+  )
+
 const statusReply = (job: Option.Option<Job>, jobId: string, state: ClusterState): EmitReply => {
   if (Option.isNone(job)) {
     // Allocated but gone: finished, out of the recent window, and not in this leader's journal.
     return failure(
       new NotFound({
         info: wasAllocated(state, jobId)
-          ? `job ${jobId} ended long ago and this leader's journal does not hold it (journal retention, or the node joined by snapshot and is still copying its history); another member's journal may (cluster_mgr audit --data DIR job ${jobId})`
+          ? `job ${jobId} ended long ago and this leader's journal no longer holds it (journal retention); another member's journal may (cluster_mgr audit --data DIR job ${jobId})`
           : `no job with job_id ${jobId}`
       })
     )

@@ -441,6 +441,17 @@ export class Journal {
       .all(toSeq, floor, Math.max(0, Math.trunc(limit)))
   }
 
+  /**
+   * Whether this node joined by snapshot and still lacks events before its base, which
+   * HistoryBackfill copies from the other members: not when its own retention pruned the
+   * journal (the operator chose to forget) or it keeps everything from seq 1 already.
+   */
+  historyIncomplete(): boolean {
+    if (this.base.seq === 0 || !keepsEverything(this.retention) || this.mark !== undefined) return false
+    const low = this.historyLow()
+    return low === undefined || low.seq > 1
+  }
+
   /** The history's lowest row, if it holds any (see the history table). */
   historyLow(): JournalRow | undefined {
     if (!this.hasHistory()) return undefined

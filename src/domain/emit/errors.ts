@@ -15,12 +15,12 @@ export const errorTable = [
   {
     code: "70002",
     name: "Unavailable",
-    meaning: "No leader is known or reachable, so the request cannot be served now; retry."
+    meaning: "No leader is known or reachable, or the leader cannot answer yet (it joined by snapshot and is still copying old jobs' events), so the request cannot be served now; retry."
   },
   {
     code: "70003",
     name: "NotFound",
-    meaning: "No job has the given job_id, or no machine the given hostaddr; or the job is finished and this leader holds none of its events."
+    meaning: "No job has the given job_id, or no machine the given hostaddr; or the job is finished and this leader's journal retention dropped its events."
   },
   { code: "70004", name: "Timeout", meaning: "The operation did not finish within its time limit." },
   {
