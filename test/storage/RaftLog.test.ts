@@ -41,6 +41,16 @@ const readies: ReadonlyArray<PersistInput> = [
   { ...nothing, hardState: { term: 2, vote: "n2:1", commit: 10 } }
 ]
 
+/** What the synchronous store loads after `readies`: the reference a RaftLog must match. */
+const reference = () => {
+  const storage = openRaftStorage(temp.dbPath())
+  storage.bootstrap(fresh)
+  for (const ready of readies) storage.persist(ready)
+  const expected = storage.load()
+  storage.close()
+  return expected
+}
+
 describe.each(["sync", "worker"] as const)("RaftLog (%s)", (mode) => {
   it.live("persists every step of each Ready; a reopened file loads what was acknowledged", () =>
     Effect.gen(function* () {
@@ -52,12 +62,7 @@ describe.each(["sync", "worker"] as const)("RaftLog (%s)", (mode) => {
       yield* log.ready
       for (const ready of readies) yield* log.persist(ready)
       yield* log.close
-      // The same Readies through the synchronous store, as the reference.
-      const reference = openRaftStorage(temp.dbPath())
-      reference.bootstrap(fresh)
-      for (const ready of readies) reference.persist(ready)
-      const expected = reference.load()
-      reference.close()
+      const expected = reference()
       expect(loadFile(file)).toEqual(expected)
       expect(expected?.entries.map((e) => e.index)).toEqual([5, 6, 7, 8, 9, 10])
     })
@@ -152,12 +157,7 @@ describe("RaftLog on a writer thread", () => {
       for (const [i, ready] of readies.entries()) yield* log.persist(ready, i % 2 === 0)
       expect(posted).toBe(Math.floor(readies.length / 2))
       yield* log.close
-      const reference = openRaftStorage(temp.dbPath())
-      reference.bootstrap(fresh)
-      for (const ready of readies) reference.persist(ready)
-      const expected = reference.load()
-      reference.close()
-      expect(loadFile(file)).toEqual(expected)
+      expect(loadFile(file)).toEqual(reference())
     })
   )
 
