@@ -205,13 +205,13 @@ class WorkerRaftLog implements RaftLog {
   persist(ready: PersistInput, inline?: boolean): Effect.Effect<void, PersistenceError> {
     // An empty Ready must not cost an fsync.
     if (isNothingToPersist(ready)) return Effect.void
-    if (inline && this.failure === undefined && !this.closing && this.pending.size === 0) {
-      return attempt(() => {
-        this.endStartup()
-        this.local.persist(ready)
-      })
-    }
     return Effect.suspend(() => {
+      if (inline && this.failure === undefined && !this.closing && this.pending.size === 0) {
+        return attempt(() => {
+          this.endStartup()
+          this.local.persist(ready)
+        })
+      }
       let request
       try {
         this.endStartup()
