@@ -25,8 +25,9 @@ export interface Need {
 export const nextNeed = (journal: Journal): Need | undefined => {
   if (!journal.historyIncomplete()) return undefined
   const low = journal.historyLow()
-  if (low === undefined) return { toSeq: journal.journalBase().seq, anchor: journal.journalBase().hash }
-  return { toSeq: low.seq - 1, anchor: low.prevHash }
+  if (low !== undefined) return { toSeq: low.seq - 1, anchor: low.prevHash }
+  const base = journal.journalBase()
+  return { toSeq: base.seq, anchor: base.hash }
 }
 
 /**
@@ -56,9 +57,6 @@ const PageRows = Schema.Struct({ rows: Schema.Array(JournalRow) })
 const busyPause = Duration.millis(50)
 const idlePause = Duration.seconds(2)
 
-/** Who to ask for history pages: the HTTP addresses of members, by node id. */
-export type Sources = ReadonlyMap<string, string>
-
 /**
  * Remembers the HTTP address of every leader this node has seen in its state (each election's
  * LeaderElected event names it), so that a node that itself leads still knows whom to ask.
@@ -72,7 +70,7 @@ export const noteLeader = (seen: Map<string, string>, self: string, state: Clust
  * address it has seen lead (still a voter or learner). A leader that joined by snapshot and took
  * over before its copy was done thus asks the members that led before it.
  */
-export const sourcesFor = (self: string, status: RaftStatus, state: ClusterState, seen: Sources): Array<string> => {
+export const sourcesFor = (self: string, status: RaftStatus, state: ClusterState, seen: ReadonlyMap<string, string>): Array<string> => {
   const members = new Set([...state.voters, ...state.learners])
   const following = status.role !== "leader" && status.leader !== null && state.leader === status.leader && state.leaderHttp
   const first = following ? [state.leaderHttp!] : []

@@ -72,9 +72,7 @@ export const makeEmit = Effect.gen(function* () {
           Effect.mapError(fromRaftError),
           Effect.flatMap((state) =>
             Effect.flatMap(node.job(state, command.job_id), (job) =>
-              Option.isNone(job) && wasAllocated(state, command.job_id)
-                ? Effect.map(node.historyIncomplete, (copying) => (copying ? stillCopying(command.job_id) : statusReply(job, command.job_id, state)))
-                : Effect.succeed(statusReply(job, command.job_id, state))))
+              Option.isSome(job) ? Effect.succeed(statusReply(job.value)) : missingJobReply(node, state, command.job_id)))
         )
       case "raft_mission":
         return Effect.gen(function* () {
@@ -175,28 +173,26 @@ const requestCounter = (jobType: string, status: string) => {
 const acceptedJobs = Metric.tagged(metrics.jobs, "status", "accepted")
 
 /**
- * A job that ended before this leader joined by snapshot, while it still copies the events before
- * its snapshot from the other members (HistoryBackfill): it exists, and will be answered shortly.
+ * A job this leader does not hold: never allocated (70003); or finished, out of the recent
+ * window and not in its journal, which it may still be copying from the other members after
+ * joining by snapshot (HistoryBackfill: 70002, it exists and will be answered shortly), or which
+ * its journal retention dropped (70003).
  */
-const stillCopying = (jobId: string): EmitReply =>
-  failure(
-    new Unavailable({
-      info: `job ${jobId} ended before this leader joined, and it is still copying those jobs' events from the other members (cluster_mgr_journal_history_missing shows how far); retry shortly`
-    })
-  )
+const missingJobReply = (node: RaftNodeApi, state: ClusterState, jobId: string): Effect.Effect<EmitReply> => {
+  if (!wasAllocated(state, jobId)) return Effect.succeed(failure(new NotFound({ info: `no job with job_id ${jobId}` })))
+  return Effect.map(node.historyIncomplete, (copying) =>
+    failure(
+      copying
+        ? new Unavailable({
+          info: `job ${jobId} ended before this leader joined, and it is still copying those jobs' events from the other members (cluster_mgr_journal_history_missing shows how far); retry shortly`
+        })
+        : new NotFound({
+          info: `job ${jobId} ended long ago and this leader's journal no longer holds it (journal retention); another member's journal may (cluster_mgr audit --data DIR job ${jobId})`
+        })
+    ))
+}
 
-const statusReply = (job: Option.Option<Job>, jobId: string, state: ClusterState): EmitReply => {
-  if (Option.isNone(job)) {
-    // Allocated but gone: finished, out of the recent window, and not in this leader's journal.
-    return failure(
-      new NotFound({
-        info: wasAllocated(state, jobId)
-          ? `job ${jobId} ended long ago and this leader's journal no longer holds it (journal retention); another member's journal may (cluster_mgr audit --data DIR job ${jobId})`
-          : `no job with job_id ${jobId}`
-      })
-    )
-  }
-  const j = job.value
+const statusReply = (j: Job): EmitReply => {
   const error = j.status === "failed" ? { code: j.errorCode as "70007", info: j.errorInfo } : undefined
   return jobStatus(j.id, j.status, j.memo ?? null, error)
 }

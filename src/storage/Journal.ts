@@ -260,14 +260,17 @@ export class Journal {
     )
     this.putImage = db.prepare("INSERT INTO sm_base (id, state) VALUES (0,?) ON CONFLICT(id) DO UPDATE SET state=excluded.state")
     this.putApplied = db.prepare("UPDATE sm_state SET applied_index = ? WHERE id = 0")
-    if (!row.stored) {
-      this.putState.run(0, 0, genesisHash)
-      this.putImage.run(null)
-    }
+    if (!row.stored) this.putBase(0, { seq: 0, hash: genesisHash, state: null })
     this.appendTx = db.transaction((rows: ReadonlyArray<JournalInput>, applied: number) => {
       for (const r of rows) this.appendRow(r)
       this.putApplied.run(applied)
     })
+  }
+
+  /** The base and the applied index (sm_state), and the base's image in its own table (sm_base). */
+  private putBase(appliedIndex: number, base: JournalBase): void {
+    this.putState.run(appliedIndex, base.seq, base.hash)
+    this.putImage.run(base.state)
   }
 
   private readPosition(): { stored: boolean; applied: number; base: JournalBase; head: JournalHead; mark: PruneMark | undefined } {
@@ -373,8 +376,7 @@ export class Journal {
         this.db.prepare("DELETE FROM journal_meta").run()
         // The history ended at the old base: it no longer reaches the new one (copied again).
         if (this.hasHistory()) this.db.prepare("DELETE FROM history").run()
-        this.putState.run(appliedIndex, base.seq, base.hash)
-        this.putImage.run(base.state)
+        this.putBase(appliedIndex, base)
       }).immediate()
       this.base = base
       this.head = { seq: base.seq, hash: base.hash }
@@ -398,8 +400,7 @@ export class Journal {
       const moved = this.db.transaction(() => {
         const row = this.db.prepare<[number], { hash: string }>("SELECT hash FROM journal WHERE seq = ?").get(base.seq)
         if (row?.hash !== base.hash) return false
-        this.db.prepare<[number, string]>("UPDATE sm_state SET base_seq = ?, base_hash = ? WHERE id = 0").run(base.seq, base.hash)
-        this.putImage.run(base.state)
+        this.putBase(this.applied, base)
         this.db.prepare<[number, string, number, number, number, number]>(
           "INSERT OR REPLACE INTO journal_meta (id, pruned_seq, pruned_hash, pruned_event_at, snapshot_index, snapshot_seq, pruned_on) VALUES (0,?,?,?,?,?,?)"
         ).run(mark.seq, mark.hash, mark.eventAt, mark.snapshotIndex, mark.snapshotSeq, mark.prunedOn)
