@@ -51,6 +51,11 @@ export interface RaftNodeApi {
   readonly id: string
   /** Proposes a command; succeeds once it is committed and applied here, with its events. */
   readonly submit: (command: StateCommand) => Effect.Effect<AppliedEntry, RaftError>
+  /**
+   * `submit` for a caller outside any fiber (the HTTP hot path): the proposal is queued at once
+   * and `onDone` is called when it is applied here or has failed. No fiber waits for it.
+   */
+  readonly submitNow: (command: StateCommand, onDone: (exit: Exit.Exit<AppliedEntry, RaftError>) => void) => void
   /** The replicated state, linearizably: confirmed leadership and applied up to the read index. */
   readonly read: Effect.Effect<ClusterState, RaftError>
   /** This node's state as applied so far (may lag the leader). */
@@ -67,6 +72,9 @@ export interface RaftNodeApi {
   readonly changeMembership: (voters: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, RaftError>
   readonly transferLeadership: (target: string) => Effect.Effect<string, RaftError>
   readonly status: Effect.Effect<RaftStatus>
+  /** `status` and `localState`, read at once (the HTTP hot path decides without a fiber). */
+  readonly statusNow: () => RaftStatus
+  readonly stateNow: () => ClusterState
   readonly leadership: SubscriptionRef.SubscriptionRef<Leadership>
   /** Every applied entry with its events, in order. */
   readonly applied: PubSub.PubSub<AppliedEntry>
@@ -99,13 +107,34 @@ export interface RaftNodeSettings {
 type Input =
   | { readonly _tag: "Tick" }
   | { readonly _tag: "Inbound"; readonly inbound: Inbound }
-  | { readonly _tag: "Propose"; readonly data: string; readonly done: Deferred.Deferred<AppliedEntry, RaftError> }
-  | { readonly _tag: "Change"; readonly voters: ReadonlyArray<string>; readonly done: Deferred.Deferred<ReadonlyArray<string>, RaftError> }
-  | { readonly _tag: "Transfer"; readonly target: string; readonly done: Deferred.Deferred<string, RaftError> }
-  | { readonly _tag: "Read"; readonly done: Deferred.Deferred<ClusterState, RaftError> }
+  | { readonly _tag: "Propose"; readonly data: string; readonly done: Done<AppliedEntry> }
+  | { readonly _tag: "Change"; readonly voters: ReadonlyArray<string>; readonly done: Done<ReadonlyArray<string>> }
+  | { readonly _tag: "Transfer"; readonly target: string; readonly done: Done<string> }
+  | { readonly _tag: "Read"; readonly done: Done<ClusterState> }
+
+/**
+ * Who waits for an operation: a fiber (a Deferred it awaits) or a plain callback (submitNow).
+ * The actor settles either at once; a fiber resumes on its own scheduling, a callback runs now.
+ */
+type Done<A> = Deferred.Deferred<A, RaftError> | ((exit: Exit.Exit<A, RaftError>) => void)
+
+const settle = <A>(done: Done<A>, exit: Exit.Exit<A, RaftError>): void => {
+  if (typeof done !== "function") {
+    Deferred.unsafeDone(done, exit)
+    return
+  }
+  try {
+    done(exit)
+  } catch (error) {
+    // A caller's callback must not stop the actor: the operation itself is settled.
+    Effect.runFork(Effect.logError("a submitNow callback threw", error))
+  }
+}
+const succeed = <A>(done: Done<A>, value: A): void => settle(done, Exit.succeed(value))
+const failWith = <A>(done: Done<A>, error: RaftError): void => settle(done, Exit.fail(error))
 
 interface Waiting<A> {
-  readonly done: Deferred.Deferred<A, RaftError>
+  readonly done: Done<A>
 }
 
 /** Proposals and reads carry a deadline, checked by the actor: no timer or fiber per request. */
@@ -151,13 +180,13 @@ class Actor {
   handleBatch(inputs: Iterable<Input>): Effect.Effect<void> {
     return Effect.gen(this, function* () {
       yield* this.catchUpTicks()
-      yield* this.expireOverdue()
+      this.expireOverdue()
       const proposals: Array<Extract<Input, { _tag: "Propose" }>> = []
       for (const input of inputs) {
         if (input._tag === "Propose") proposals.push(input)
-        else yield* this.handle(input)
+        else this.handle(input)
       }
-      if (proposals.length > 0) yield* this.propose(proposals)
+      if (proposals.length > 0) this.propose(proposals)
       yield* this.drain()
       yield* this.publishLeadership()
       this.armWakeUp(yield* Clock.currentTimeNanos)
@@ -221,36 +250,35 @@ class Actor {
   }
 
   /** Fails proposals and reads past their deadline; the maps hold them oldest first. */
-  private expireOverdue(): Effect.Effect<void> {
+  private expireOverdue(): void {
     const now = performance.now()
-    if (now - this.lastSweep < sweepEveryMs) return Effect.void
+    if (now - this.lastSweep < sweepEveryMs) return
     this.lastSweep = now
     const error = new TimedOut({ reason: "the operation did not finish in time; its outcome is unknown" })
-    const failures: Array<Effect.Effect<boolean>> = []
     const sweep = <K, A>(m: Map<K, Timed<A>>) => {
       for (const [k, w] of m) {
         if (w.deadline > now) break
         m.delete(k)
-        failures.push(Deferred.fail(w.done, error))
+        failWith(w.done, error)
       }
     }
     sweep(this.proposals)
     sweep(this.reads)
     if (this.readsAwaitingApply.some((r) => r.deadline <= now)) {
-      for (const r of this.readsAwaitingApply) if (r.deadline <= now) failures.push(Deferred.fail(r.done, error))
+      const overdue = this.readsAwaitingApply.filter((r) => r.deadline <= now)
       this.readsAwaitingApply = this.readsAwaitingApply.filter((r) => r.deadline > now)
+      for (const r of overdue) failWith(r.done, error)
     }
-    return failures.length === 0 ? Effect.void : Effect.all(failures, { discard: true })
   }
 
-  private handle(input: Exclude<Input, { _tag: "Propose" }>): Effect.Effect<void> {
+  private handle(input: Exclude<Input, { _tag: "Propose" }>): void {
     switch (input._tag) {
       case "Tick":
-        return Effect.void // it only wakes the actor: catchUpTicks counts the time
+        return // it only wakes the actor: catchUpTicks counts the time
       case "Inbound":
-        return Effect.sync(() =>
-          input.inbound._tag === "Message" ? this.core.receive(input.inbound.message) : this.core.peerUnreachable(input.inbound.peer)
-        )
+        if (input.inbound._tag === "Message") this.core.receive(input.inbound.message)
+        else this.core.peerUnreachable(input.inbound.peer)
+        return
       case "Change":
         return this.startOperation(this.changes, input.done, (id) => this.core.changeMembership(id, input.voters))
       case "Transfer":
@@ -262,27 +290,28 @@ class Actor {
 
   private startOperation<A, W extends Waiting<A>>(
     pending: Map<string, W>,
-    done: Deferred.Deferred<A, RaftError>,
+    done: Done<A>,
     start: (id: string) => Refusal | undefined,
     deadline?: number
-  ): Effect.Effect<void> {
+  ): void {
     const id = String(++this.seq)
     pending.set(id, (deadline === undefined ? { done } : { done, deadline }) as W)
     const refusal = start(id)
-    if (!refusal) return Effect.void
+    if (!refusal) return
     pending.delete(id)
-    return Deferred.fail(done, fromRefusal(refusal))
+    failWith(done, fromRefusal(refusal))
   }
 
-  private propose(inputs: ReadonlyArray<Extract<Input, { _tag: "Propose" }>>): Effect.Effect<void> {
+  private propose(inputs: ReadonlyArray<Extract<Input, { _tag: "Propose" }>>): void {
     const result = this.core.propose(inputs.map((p) => p.data))
     if (result._tag !== "Accepted") {
       const error = fromRefusal(result)
-      return Effect.forEach(inputs, (p) => Deferred.fail(p.done, error), { discard: true })
+      for (const p of inputs) failWith(p.done, error)
+      return
     }
     const deadline = this.deadline()
     inputs.forEach((p, i) => this.proposals.set(result.firstIndex + i, { term: result.term, done: p.done, deadline }))
-    return Metric.incrementBy(metrics.proposals, inputs.length)
+    metrics.proposals.unsafeUpdate(inputs.length, [])
   }
 
   /**
@@ -301,7 +330,7 @@ class Actor {
         if (ready.messagesAfterPersist.length > 0) yield* this.transport.send(ready.messagesAfterPersist)
         yield* this.apply(ready)
         if (ready.snapshotDue !== undefined) this.core.snapshotTaken(ready.snapshotDue, this.sm.snapshotImage())
-        yield* this.notify(ready.notices)
+        for (const n of ready.notices) this.notice(n)
       }
     })
   }
@@ -328,54 +357,46 @@ class Actor {
     return Effect.gen(this, function* () {
       if (ready.snapshotToApply) {
         this.sm.install(ready.snapshotToApply.data, ready.snapshotToApply.meta.index)
-        yield* this.failProposalsUpTo(ready.snapshotToApply.meta.index)
+        this.failProposalsUpTo(ready.snapshotToApply.meta.index)
       }
       if (ready.committed.length > 0) {
         const applied = this.sm.apply(ready.committed)
-        for (const entry of ready.committed) yield* this.settleProposal(entry.index, entry.term, applied)
+        for (const entry of ready.committed) this.settleProposal(entry.index, entry.term, applied)
         for (const a of applied) yield* PubSub.publish(this.appliedHub, a)
-        yield* Metric.set(metrics.appliedIndex, this.sm.appliedIndex())
-        yield* Metric.set(metrics.commitIndex, this.core.status().commitIndex)
+        metrics.appliedIndex.unsafeUpdate(this.sm.appliedIndex(), [])
+        metrics.commitIndex.unsafeUpdate(this.core.commitIndex(), [])
       }
-      yield* this.settleReads()
+      this.settleReads()
     })
   }
 
-  private settleProposal(index: number, term: number, applied: ReadonlyArray<AppliedEntry>): Effect.Effect<void> {
+  private settleProposal(index: number, term: number, applied: ReadonlyArray<AppliedEntry>): void {
     const waiting = this.proposals.get(index)
-    if (!waiting) return Effect.void
+    if (!waiting) return
     this.proposals.delete(index)
     if (waiting.term !== term) {
-      return Deferred.fail(waiting.done, new OperationFailed({ reason: "leadership changed before the proposal committed" }))
+      failWith(waiting.done, new OperationFailed({ reason: "leadership changed before the proposal committed" }))
+      return
     }
-    const entry = applied.find((a) => a.index === index) ?? { index, term, events: [] }
-    return Deferred.succeed(waiting.done, entry)
+    succeed(waiting.done, applied.find((a) => a.index === index) ?? { index, term, events: [] })
   }
 
   /** Proposals covered by an installed snapshot have unknown fate here: say so. */
-  private failProposalsUpTo(index: number): Effect.Effect<void> {
+  private failProposalsUpTo(index: number): void {
     const lost = [...this.proposals.entries()].filter(([i]) => i <= index)
     for (const [i] of lost) this.proposals.delete(i)
-    return Effect.forEach(
-      lost,
-      ([, w]) => Deferred.fail(w.done, new OperationFailed({ reason: "leadership changed; outcome unknown" })),
-      { discard: true }
-    )
+    for (const [, w] of lost) failWith(w.done, new OperationFailed({ reason: "leadership changed; outcome unknown" }))
   }
 
-  private settleReads(): Effect.Effect<void> {
+  private settleReads(): void {
     const applied = this.sm.appliedIndex()
+    if (!this.readsAwaitingApply.some((r) => r.index <= applied)) return
     const ready = this.readsAwaitingApply.filter((r) => r.index <= applied)
-    if (ready.length === 0) return Effect.void
     this.readsAwaitingApply = this.readsAwaitingApply.filter((r) => r.index > applied)
-    return Effect.forEach(ready, (r) => Deferred.succeed(r.done, this.sm.state), { discard: true })
+    for (const r of ready) succeed(r.done, this.sm.state)
   }
 
-  private notify(notices: ReadonlyArray<Notice>): Effect.Effect<void> {
-    return Effect.forEach(notices, (n) => this.notice(n), { discard: true })
-  }
-
-  private notice(n: Notice): Effect.Effect<void> {
+  private notice(n: Notice): void {
     const take = <A>(m: Map<string, Waiting<A>>) => {
       const w = m.get(n.id)
       m.delete(n.id)
@@ -407,7 +428,7 @@ class Actor {
     const next: Leadership = { role: s.role, term: s.term, leader: s.leader }
     this.lastPublished = next
     return Effect.gen(this, function* () {
-      if (prev?.role === "leader" && s.role !== "leader") yield* this.failAllProposals()
+      if (prev?.role === "leader" && s.role !== "leader") this.failAllProposals()
       if (s.role === "leader" && prev?.role !== "leader") yield* Metric.increment(metrics.elections)
       yield* Metric.set(metrics.term, s.term)
       yield* Metric.set(metrics.commitIndex, s.commitIndex)
@@ -421,22 +442,20 @@ class Actor {
    * A deposed leader cannot know whether its pending proposals will commit under the next
    * leader; clients get a clear failure instead of waiting (a retried job is a new job).
    */
-  private failAllProposals(): Effect.Effect<void> {
+  private failAllProposals(): void {
     const all = [...this.proposals.values()]
     this.proposals.clear()
-    return Effect.forEach(
-      all,
-      (w) => Deferred.fail(w.done, new OperationFailed({ reason: "leadership lost before the proposal committed; outcome unknown" })),
-      { discard: true }
-    )
+    for (const w of all) failWith(w.done, new OperationFailed({ reason: "leadership lost before the proposal committed; outcome unknown" }))
   }
 }
 
-const complete = <A>(w: Waiting<A> | undefined, value: A): Effect.Effect<void> =>
-  w ? Deferred.succeed(w.done, value) : Effect.void
+const complete = <A>(w: Waiting<A> | undefined, value: A): void => {
+  if (w) succeed(w.done, value)
+}
 
-const fail = <A>(w: Waiting<A> | undefined, reason: string): Effect.Effect<void> =>
-  w ? Deferred.fail(w.done, new OperationFailed({ reason })) : Effect.void
+const fail = <A>(w: Waiting<A> | undefined, reason: string): void => {
+  if (w) failWith(w.done, new OperationFailed({ reason }))
+}
 
 /** Opens the node's state from its storage, bootstrapping an empty data directory. */
 const loadPersisted = (settings: RaftNodeSettings, log: RaftLog) => {
@@ -518,6 +537,7 @@ export const makeRaftNode = (settings: RaftNodeSettings) =>
     const api: RaftNodeApi = {
       id: settings.raft.id,
       submit: (command) => ask<AppliedEntry>((done) => ({ _tag: "Propose", data: encodeCommand(command), done })),
+      submitNow: (command, onDone) => void Queue.unsafeOffer(inbox, { _tag: "Propose", data: encodeCommand(command), done: onDone }),
       read: ask<ClusterState>((done) => ({ _tag: "Read", done })),
       localState: Effect.sync(() => sm.state),
       job: (state, jobId) => Effect.sync(() => Option.fromNullable(sm.job(state, jobId))),
@@ -526,6 +546,8 @@ export const makeRaftNode = (settings: RaftNodeSettings) =>
       changeMembership: (voters) => ask<ReadonlyArray<string>>((done) => ({ _tag: "Change", voters, done })),
       transferLeadership: (target) => ask<string>((done) => ({ _tag: "Transfer", target, done })),
       status: Effect.sync(() => core.status()),
+      statusNow: () => core.status(),
+      stateNow: () => sm.state,
       leadership,
       applied: appliedHub
     }

@@ -1,10 +1,12 @@
-import { Clock, Duration, Effect, Either, HashMap, Metric, Option } from "effect"
+import { Cause, Clock, Duration, Effect, Either, Exit, HashMap, Metric, Option, Runtime } from "effect"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { NodeHttpAddress } from "../actors/JobScheduler.js"
 import { metrics } from "../actors/metrics.js"
+import type { AppliedEntry } from "../actors/StateMachine.js"
 import { type RaftError, RaftNode, type RaftNodeApi } from "../actors/RaftNode.js"
 import { type Command, decodeCommand } from "../domain/emit/commands.js"
+import type { StateCommand } from "../domain/jobs.js"
 import { decodeEmitBody, type EmitRequest } from "../domain/emit/envelope.js"
 import { BadRequest, Busy, type EmitError, Internal, NotFound, Timeout, Unavailable } from "../domain/emit/errors.js"
 import { accepted, type EmitReply, failure, jobStatus, syncResult } from "../domain/emit/replies.js"
@@ -51,6 +53,23 @@ const fromRaftError = (e: RaftError): EmitError => {
 }
 
 /**
+ * What serving an Emit body takes after its first, synchronous step (`prepare`): a reply already
+ * known (a bad request), a job for this leader to submit, or the general path (an Effect: reads,
+ * forwarding, waiting for a leader). The first two need no fiber, which is the hot path.
+ */
+export type EmitStep =
+  | { readonly _tag: "Reply"; readonly reply: EmitReply }
+  | { readonly _tag: "Submit"; readonly job: StateCommand; readonly done: (exit: Exit.Exit<AppliedEntry, RaftError>) => EmitReply }
+  | { readonly _tag: "Route"; readonly effect: Effect.Effect<EmitReply> }
+
+/** The job types a leader accepts as jobs (the others are answered at once or not supported). */
+type JobCommand = Extract<Command, { _tag: "raft_mission" | "create_machine" | "update_machine" | "delete_machine" | "control_instance" }>
+
+const isJobCommand = (c: Command): c is JobCommand =>
+  c._tag === "raft_mission" || c._tag === "create_machine" || c._tag === "update_machine" || c._tag === "delete_machine" ||
+  c._tag === "control_instance"
+
+/**
  * Serves one Emit body on this node: decode and validate, then answer locally (status),
  * as the leader (jobs, get_status) or by forwarding to the leader.
  */
@@ -58,6 +77,7 @@ export const makeEmit = Effect.gen(function* () {
   const node = yield* RaftNode
   const http = yield* NodeHttpAddress
   const client = yield* HttpClient.HttpClient
+  const runCallback = Runtime.runCallback(yield* Effect.runtime<never>())
 
   const localStatus = Effect.gen(function* () {
     const s = yield* node.status
@@ -75,23 +95,20 @@ export const makeEmit = Effect.gen(function* () {
               Option.isSome(job) ? Effect.succeed(statusReply(job.value)) : missingJobReply(node, state, command.job_id)))
         )
       case "raft_mission":
+      case "create_machine":
+      case "update_machine":
+      case "delete_machine":
+      case "control_instance":
         return Effect.gen(function* () {
-          yield* validateRaftMission(node, command)
-          return yield* submitJob(node, request, yield* immediateOutcome(node, command))
+          const job = jobToSubmit(yield* node.status, yield* node.localState, request, command, yield* Clock.currentTimeMillis)
+          if (Either.isLeft(job)) return yield* job.left
+          return submittedReply(yield* Effect.exit(node.submit(job.right)))
         })
       case "get_machines":
         return node.read.pipe(
           Effect.mapError(fromRaftError),
           Effect.flatMap((state) => machinesReply(state, command.hostaddr))
         )
-      case "create_machine":
-      case "update_machine":
-      case "delete_machine":
-      case "control_instance":
-        return Effect.gen(function* () {
-          yield* validateMachineJob(yield* node.localState, command)
-          return yield* submitJob(node, request, undefined)
-        })
       default:
         return Effect.fail(
           new BadRequest({ info: `job_type ${command._tag} is not supported by this version of cluster_mgr` })
@@ -139,24 +156,69 @@ export const makeEmit = Effect.gen(function* () {
       return yield* forward(body, leader.value.http)
     })
 
-  const handle = (body: string, forwarded: boolean): Effect.Effect<EmitReply> =>
-    Effect.gen(function* () {
-      const request = decodeEmitBody(body)
-      if (Either.isLeft(request)) return failure(request.left)
-      const command = decodeCommand(request.right)
-      if (Either.isLeft(command)) return failure(command.left)
-      const jobType = request.right.job_type
-      const reply = yield* route(body, forwarded, request.right, command.right).pipe(
-        Effect.catchAll((e) => Effect.succeed(failure(e))),
-        Effect.catchAllDefect((d) =>
-          Effect.logError("Emit failed", d).pipe(Effect.as(failure(new Internal({ info: "internal error" }))))
-        )
-      )
-      yield* Metric.increment(requestCounter(jobType, reply.status))
+  /**
+   * The first step, synchronous: decode; then a job for this node, leading, is validated against
+   * its state and ready to submit. Everything else takes the general path.
+   */
+  const prepare = (body: string, forwarded: boolean): EmitStep => {
+    const request = decodeEmitBody(body)
+    if (Either.isLeft(request)) return { _tag: "Reply", reply: failure(request.left) }
+    const command = decodeCommand(request.right)
+    if (Either.isLeft(command)) return { _tag: "Reply", reply: failure(command.left) }
+    const jobType = request.right.job_type
+    const counted = (reply: EmitReply): EmitReply => {
+      requestCounter(jobType, reply.status).unsafeUpdate(1, [])
       return reply
+    }
+    if (isJobCommand(command.right) && node.statusNow().role === "leader") {
+      const job = jobToSubmit(node.statusNow(), node.stateNow(), request.right, command.right, Date.now())
+      if (Either.isLeft(job)) return { _tag: "Reply", reply: counted(failure(job.left)) }
+      return { _tag: "Submit", job: job.right, done: (exit) => counted(submittedReply(exit)) }
+    }
+    const effect = route(body, forwarded, request.right, command.right).pipe(
+      Effect.catchAll((e) => Effect.succeed(failure(e))),
+      Effect.catchAllDefect((d) =>
+        Effect.logError("Emit failed", d).pipe(Effect.as(failure(new Internal({ info: "internal error" }))))
+      ),
+      Effect.map(counted)
+    )
+    return { _tag: "Route", effect }
+  }
+
+  /** Serves a body as an Effect (the router, tests). */
+  const handle = (body: string, forwarded: boolean): Effect.Effect<EmitReply> =>
+    Effect.suspend(() => {
+      const step = prepare(body, forwarded)
+      switch (step._tag) {
+        case "Reply":
+          return Effect.succeed(step.reply)
+        case "Submit":
+          return Effect.async<EmitReply>((resume) => node.submitNow(step.job, (exit) => resume(Effect.succeed(step.done(exit)))))
+        case "Route":
+          return step.effect
+      }
     })
 
-  return { handle, localStatus }
+  /**
+   * Serves a body outside any fiber and calls `respond` once with the reply: the HTTP hot path.
+   * Only the general path runs a fiber; a defect there answers 70001-internal, as `handle` does.
+   */
+  const serve = (body: string, forwarded: boolean, respond: (reply: EmitReply) => void): void => {
+    const step = prepare(body, forwarded)
+    switch (step._tag) {
+      case "Reply":
+        return respond(step.reply)
+      case "Submit":
+        return node.submitNow(step.job, (exit) => respond(step.done(exit)))
+      case "Route":
+        runCallback(step.effect, {
+          onExit: (exit) => respond(Exit.isSuccess(exit) ? exit.value : failure(new Internal({ info: "internal error" })))
+        })
+        return
+    }
+  }
+
+  return { handle, serve, localStatus }
 })
 
 /** Tagged counters are made once per (job_type, status): tagging allocates and hashes each time. */
@@ -192,6 +254,45 @@ const missingJobReply = (node: RaftNodeApi, state: ClusterState, jobId: string):
     ))
 }
 
+/** A submitted job's reply: accepted under its id, or why it was not. */
+const submittedReply = (exit: Exit.Exit<AppliedEntry, RaftError>): EmitReply => {
+  if (Exit.isFailure(exit)) {
+    const error = Cause.failureOption(exit.cause)
+    return failure(Option.isSome(error) ? fromRaftError(error.value) : new Internal({ info: "internal error" }))
+  }
+  const event = exit.value.events.find((e) => e._tag === "JobAccepted")
+  if (!event || event._tag !== "JobAccepted") return failure(new Internal({ info: "the job was not recorded" }))
+  acceptedJobs.unsafeUpdate(1, [])
+  return accepted(event.jobId)
+}
+
+/**
+ * The command that submits `command` as a job, once checked against the leader's view: raft
+ * missions against its membership, machine jobs against its machines. A transfer to the leader
+ * itself is done at acceptance: one entry, no job to run.
+ */
+const jobToSubmit = (
+  status: RaftStatus,
+  state: ClusterState,
+  request: EmitRequest,
+  command: JobCommand,
+  at: number
+): Either.Either<StateCommand, EmitError> => {
+  const invalid = command._tag === "raft_mission" ? raftMissionError(status, command) : machineJobError(state, command)
+  if (invalid) return Either.left(invalid)
+  const doneMemo = command._tag === "raft_mission" && command.task_type === "transfer_leader" && command.target_leader === status.id
+    ? { task_type: command.task_type, target_leader: command.target_leader, started_at: at, ended_at: at, leader: status.id, voters: status.voters }
+    : undefined
+  return Either.right({
+    _tag: "SubmitJob",
+    jobType: request.job_type,
+    userName: request.user_name ?? "",
+    paras: request.paras,
+    at,
+    ...(doneMemo === undefined ? {} : { doneMemo })
+  })
+}
+
 const statusReply = (j: Job): EmitReply => {
   const error = j.status === "failed" ? { code: j.errorCode as "70007", info: j.errorInfo } : undefined
   return jobStatus(j.id, j.status, j.memo ?? null, error)
@@ -207,73 +308,37 @@ const machinesReply = (state: ClusterState, hostaddr: string | undefined): Effec
   return Effect.succeed(syncResult({ machines: all.map(machineReply) }))
 }
 
-/** Checked against the leader's state before a machine job is accepted. */
-const validateMachineJob = (
+/** Why the leader's state refuses a machine job, if it does. */
+const machineJobError = (
   state: ClusterState,
   command: Extract<Command, { _tag: "create_machine" | "update_machine" | "delete_machine" | "control_instance" }>
-): Effect.Effect<void, EmitError> => {
+): EmitError | undefined => {
   const m = HashMap.get(state.machines, command.hostaddr)
   if (command._tag === "create_machine") {
     return Option.isSome(m)
-      ? Effect.fail(new BadRequest({ info: `paras.hostaddr: machine ${command.hostaddr} already exists (use update_machine to change it)` }))
-      : Effect.void
+      ? new BadRequest({ info: `paras.hostaddr: machine ${command.hostaddr} already exists (use update_machine to change it)` })
+      : undefined
   }
-  if (Option.isNone(m)) return Effect.fail(new NotFound({ info: `no machine with hostaddr ${command.hostaddr}` }))
+  if (Option.isNone(m)) return new NotFound({ info: `no machine with hostaddr ${command.hostaddr}` })
   if (command._tag === "delete_machine" && m.value.machineType !== command.machine_type) {
-    return Effect.fail(
-      new BadRequest({ info: `paras.machine_type: machine ${command.hostaddr} is a ${m.value.machineType} machine, not ${command.machine_type}` })
-    )
+    return new BadRequest({ info: `paras.machine_type: machine ${command.hostaddr} is a ${m.value.machineType} machine, not ${command.machine_type}` })
   }
-  return Effect.void
+  return undefined
 }
 
-const validateRaftMission = (
-  node: RaftNodeApi,
-  command: Extract<Command, { _tag: "raft_mission" }>
-): Effect.Effect<void, EmitError> =>
-  Effect.gen(function* () {
-    const s = yield* node.status
-    const inGroup = (p: string) => s.voters.includes(p) || s.outgoing.includes(p)
-    switch (command.task_type) {
-      case "add_peer":
-        if (inGroup(command.peer)) return yield* new BadRequest({ info: `paras.peer ${command.peer} is already in the group` })
-        return
-      case "remove_peer":
-        if (!inGroup(command.peer)) return yield* new BadRequest({ info: `paras.peer ${command.peer} is not in the group` })
-        if (s.voters.length === 1) return yield* new BadRequest({ info: "paras.peer is the last member; it cannot be removed" })
-        return
-      case "transfer_leader":
-        if (!s.voters.includes(command.target_leader)) {
-          return yield* new BadRequest({ info: `paras.target_leader ${command.target_leader} is not a voter of the group` })
-        }
-        return
-    }
-  })
-
-/** A transfer to the leader itself is done at acceptance: one entry, no job to run. */
-const immediateOutcome = (node: RaftNodeApi, command: Extract<Command, { _tag: "raft_mission" }>) =>
-  Effect.gen(function* () {
-    if (command.task_type !== "transfer_leader" || command.target_leader !== node.id) return undefined
-    const s = yield* node.status
-    const at = yield* Clock.currentTimeMillis
-    return { task_type: command.task_type, target_leader: command.target_leader, started_at: at, ended_at: at, leader: node.id, voters: s.voters }
-  })
-
-const submitJob = (node: RaftNodeApi, request: EmitRequest, doneMemo: unknown): Effect.Effect<EmitReply, EmitError> =>
-  Effect.gen(function* () {
-    const at = yield* Clock.currentTimeMillis
-    const applied = yield* node
-      .submit({
-        _tag: "SubmitJob",
-        jobType: request.job_type,
-        userName: request.user_name ?? "",
-        paras: request.paras,
-        at,
-        ...(doneMemo === undefined ? {} : { doneMemo })
-      })
-      .pipe(Effect.mapError(fromRaftError))
-    const event = applied.events.find((e) => e._tag === "JobAccepted")
-    if (!event || event._tag !== "JobAccepted") return yield* new Internal({ info: "the job was not recorded" })
-    yield* Metric.increment(acceptedJobs)
-    return accepted(event.jobId)
-  })
+/** Why the group's membership refuses a raft mission, if it does. */
+const raftMissionError = (s: RaftStatus, command: Extract<Command, { _tag: "raft_mission" }>): EmitError | undefined => {
+  const inGroup = (p: string) => s.voters.includes(p) || s.outgoing.includes(p)
+  switch (command.task_type) {
+    case "add_peer":
+      return inGroup(command.peer) ? new BadRequest({ info: `paras.peer ${command.peer} is already in the group` }) : undefined
+    case "remove_peer":
+      if (!inGroup(command.peer)) return new BadRequest({ info: `paras.peer ${command.peer} is not in the group` })
+      if (s.voters.length === 1) return new BadRequest({ info: "paras.peer is the last member; it cannot be removed" })
+      return undefined
+    case "transfer_leader":
+      return s.voters.includes(command.target_leader)
+        ? undefined
+        : new BadRequest({ info: `paras.target_leader ${command.target_leader} is not a voter of the group` })
+  }
+}

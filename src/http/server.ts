@@ -2,7 +2,7 @@ import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import { Data, Effect, Metric, Option, Runtime } from "effect"
+import { Data, Effect, Metric, Option } from "effect"
 import type * as Http from "node:http"
 import { metrics } from "../actors/metrics.js"
 import { historyPath, maxPageRows } from "../actors/HistoryBackfill.js"
@@ -100,16 +100,16 @@ const routesOf = (emit: Emit, maxBodyBytes: number) =>
 
 /**
  * Serves the routes on `server`, listening at host:port until the scope closes. POST Emit, the
- * hot path, skips the router: its body goes straight to the Emit handler on one fiber, with no
- * request wrapper, span or response conversion (a third of the leader's CPU per job went there).
+ * hot path, skips the router: its body goes straight to the Emit handler (Emit.serve, with no
+ * fiber for a job the leader accepts), with no request wrapper, span or response conversion (a
+ * third of the leader's CPU per job went there).
  * Every other request goes through the router, which answers Emit identically.
  */
 export const serveOn = (server: Http.Server, options: { readonly host: string; readonly port: number; readonly maxBodyBytes: number }) =>
   Effect.gen(function* () {
     const emit = yield* makeEmit
     const routed = yield* NodeHttpServer.makeHandler(yield* routesOf(emit, options.maxBodyBytes))
-    const run = Runtime.runCallback(yield* Effect.runtime<never>())
-    const fastEmit = leanEmit(emit, options.maxBodyBytes, run)
+    const fastEmit = leanEmit(emit, options.maxBodyBytes)
     const onRequest = (req: Http.IncomingMessage, res: Http.ServerResponse) => {
       const url = req.url ?? ""
       const q = url.indexOf("?")
@@ -137,7 +137,7 @@ export const serveOn = (server: Http.Server, options: { readonly host: string; r
 
 const jsonHeaders = (body: string) => ({ ...cors, "content-type": "application/json", "content-length": String(Buffer.byteLength(body)) })
 
-const leanEmit = (emit: Emit, maxBodyBytes: number, run: ReturnType<typeof Runtime.runCallback<never>>) =>
+const leanEmit = (emit: Emit, maxBodyBytes: number) =>
   (req: Http.IncomingMessage, res: Http.ServerResponse): void => {
     const reply = (status: number, value: unknown) => {
       if (res.writableEnded || res.destroyed) return
@@ -168,17 +168,10 @@ const leanEmit = (emit: Emit, maxBodyBytes: number, run: ReturnType<typeof Runti
       if (refused) return
       const body = chunks.length === 1 ? chunks[0].toString("utf8") : Buffer.concat(chunks).toString("utf8")
       const started = performance.now()
-      run(
-        Effect.tap(emit.handle(body, req.headers[forwardedHeader] === "1"), () =>
-          Metric.update(metrics.requestLatency, (performance.now() - started) / 1000)
-        ),
-        {
-          onExit: (exit) =>
-            exit._tag === "Success"
-              ? reply(200, exit.value)
-              : reply(500, protocolErrorBody("internal error"))
-        }
-      )
+      emit.serve(body, req.headers[forwardedHeader] === "1", (r) => {
+        metrics.requestLatency.unsafeUpdate((performance.now() - started) / 1000, [])
+        reply(200, r)
+      })
     })
   }
 

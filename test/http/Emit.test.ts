@@ -8,15 +8,20 @@ import { emptyState } from "../../src/domain/state.js"
 import { makeEmit } from "../../src/http/Emit.js"
 
 /** A leader whose state allocated jobs 1..99 and holds none of them (all ended long ago). */
-const leaderThat = (copyingHistory: boolean) =>
-  Layer.succeed(RaftNode, {
+const leaderThat = (copyingHistory: boolean) => {
+  const status = { id: "n1", role: "leader", leader: "n1", voters: ["n1"], outgoing: [] } as unknown as RaftStatus
+  const state = { ...emptyState, nextJobId: 100 }
+  return Layer.succeed(RaftNode, {
     id: "n1",
-    status: Effect.succeed({ role: "leader", leader: "n1", voters: ["n1"], outgoing: [] } as unknown as RaftStatus),
-    read: Effect.succeed({ ...emptyState, nextJobId: 100 }),
-    localState: Effect.succeed({ ...emptyState, nextJobId: 100 }),
+    status: Effect.succeed(status),
+    statusNow: () => status,
+    read: Effect.succeed(state),
+    localState: Effect.succeed(state),
+    stateNow: () => state,
     job: () => Effect.succeed(Option.none()),
     historyIncomplete: Effect.succeed(copyingHistory)
   } as unknown as RaftNodeApi)
+}
 
 const getStatus = (jobId: string) =>
   JSON.stringify({ version: "1.0", job_id: jobId, job_type: "get_status", timestamp: "1", user_name: "t", paras: {} })

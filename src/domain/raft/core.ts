@@ -373,6 +373,10 @@ export class RaftCore {
     return this.role === "leader"
   }
 
+  commitIndex(): number {
+    return this.commit
+  }
+
   /** The configuration in force (the newest one in the log, committed or not). */
   configuration(): Configuration {
     return this.config
