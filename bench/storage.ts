@@ -51,6 +51,30 @@ const measure = (dir: string, size: number) => {
   }
 }
 
+/**
+ * One-entry transactions, `gapMs` apart (0: back to back): the wall time and CPU of one, as a
+ * node pays it when the disk and the CPU have been idle since the last (docs/design.md: on the
+ * 2-core VM a transaction 10 ms after the last cost about twice the wall time and four times the
+ * CPU of one right after it).
+ */
+const paced = async (dir: string, gapMs: number, count: number) => {
+  const storage = openRaftStorage(path.join(dir, `paced-${gapMs}.db`))
+  storage.bootstrap({ hardState: { term: 1, vote: "n1:1", commit: 0 }, snapshot: { meta: { index: 0, term: 0, config }, data: "" }, entries: [] })
+  let wallMs = 0
+  let cpuUs = 0
+  for (let i = 1; i <= count; i++) {
+    const cpu = process.cpuUsage()
+    const start = performance.now()
+    storage.persist({ snapshot: undefined, truncateFrom: undefined, entries: batch(i, 1), hardState: { term: 1, vote: "n1:1", commit: i }, compactTo: undefined })
+    wallMs += performance.now() - start
+    const used = process.cpuUsage(cpu)
+    cpuUs += used.user + used.system
+    if (gapMs > 0) await new Promise((resolve) => setTimeout(resolve, gapMs))
+  }
+  storage.close()
+  return { wallUs: (wallMs * 1000) / count, cpuUs: cpuUs / count }
+}
+
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "raft-storage-bench-"))
 try {
   console.log(`RaftStorage append, ${PAYLOAD.length}-byte commands, WAL + synchronous=FULL, ${dir}`)
@@ -60,6 +84,10 @@ try {
       `batch ${String(size).padStart(3)}: ${r.entriesPerS.toFixed(0).padStart(8)} entries/s` +
         `  ${r.txPerS.toFixed(0).padStart(6)} tx/s  ${r.msPerTx.toFixed(3)} ms/tx`
     )
+  }
+  for (const gapMs of [0, 10]) {
+    const r = await paced(dir, gapMs, gapMs === 0 ? 1000 : 200)
+    console.log(`one-entry transactions ${gapMs === 0 ? "back to back" : `${gapMs} ms apart`}: ${r.wallUs.toFixed(0)} us wall, ${r.cpuUs.toFixed(0)} us CPU each`)
   }
 } finally {
   fs.rmSync(dir, { recursive: true, force: true })
