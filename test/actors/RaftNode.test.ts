@@ -1,8 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, HashMap, Option } from "effect"
+import { Effect, Exit, HashMap, Option } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import type { RaftError } from "../../src/actors/RaftNode.js"
+import type { AppliedEntry } from "../../src/actors/StateMachine.js"
 import { makeInProcessGroup } from "../../src/inProcess.js"
 import { pollLeader } from "../support/pollLeader.js"
 
@@ -36,6 +38,35 @@ describe("RaftNode actor (in-process group, real SQLite files)", () => {
         expect(Option.isSome(HashMap.get(s.jobs, jobId))).toBe(true)
       }
     }).pipe(Effect.scoped)
+  )
+
+  it.live("submitNow calls back once applied, with no fiber waiting; a callback that throws does not stop the actor", () =>
+    Effect.gen(function* () {
+      const g = yield* makeInProcessGroup({ members, dataDir: tmp() })
+      const leader = yield* waitLeader(g.members)
+      const job = (n: number) => ({ _tag: "SubmitJob" as const, jobType: "raft_mission", userName: "u", paras: { n }, at: n })
+      const submitNow = (n: number, also: () => void = () => {}) =>
+        Effect.async<Exit.Exit<AppliedEntry, RaftError>>((resume) =>
+          leader.node.submitNow(job(n), (exit) => {
+            resume(Effect.succeed(exit))
+            also()
+          }))
+      const first = yield* submitNow(1, () => {
+        throw new Error("a caller's bug")
+      })
+      const second = yield* submitNow(2)
+      const ids = [first, second].map((exit) => {
+        expect(Exit.isSuccess(exit)).toBe(true)
+        const events = Exit.isSuccess(exit) ? exit.value.events : []
+        return (events.find((e) => e._tag === "JobAccepted") as { jobId: string } | undefined)?.jobId
+      })
+      expect(ids.every((id) => id !== undefined)).toBe(true)
+      expect(Number(ids[1])).toBeGreaterThan(Number(ids[0]))
+      // The actor kept going: a fiber's submit after the throwing callback commits too.
+      const third = yield* leader.node.submit(job(3))
+      expect(third.events.some((e) => e._tag === "JobAccepted")).toBe(true)
+    }).pipe(Effect.scoped),
+    20_000
   )
 
   it.live("a proposal and a read that cannot complete (no quorum, CheckQuorum off) fail with TimedOut after operationTimeoutMs", () =>
