@@ -88,8 +88,11 @@ export const makeJobScheduler = Effect.gen(function* () {
         })
       const state = yield* node.localState
       for (const job of unfinishedJobs(state)) yield* enqueue(job.id)
-      yield* Queue.take(accepted).pipe(
-        Effect.flatMap((a) => Effect.forEach(a.events, (e) => (e._tag === "JobAccepted" && !endsIn(a.events, e.jobId) ? enqueue(e.jobId) : Effect.void))),
+      // Whatever was applied since the last look, at once: one wake-up per batch, not per entry.
+      yield* Queue.takeBetween(accepted, 1, Number.MAX_SAFE_INTEGER).pipe(
+        Effect.flatMap((entries) =>
+          Effect.forEach(entries, (a) =>
+            Effect.forEach(a.events, (e) => (e._tag === "JobAccepted" && !endsIn(a.events, e.jobId) ? enqueue(e.jobId) : Effect.void), { discard: true }), { discard: true })),
         Effect.forever
       )
     }).pipe(

@@ -362,7 +362,7 @@ class Actor {
       if (ready.committed.length > 0) {
         const applied = this.sm.apply(ready.committed)
         for (const entry of ready.committed) this.settleProposal(entry.index, entry.term, applied)
-        for (const a of applied) yield* PubSub.publish(this.appliedHub, a)
+        if (applied.length > 0) yield* PubSub.publishAll(this.appliedHub, applied)
         metrics.appliedIndex.unsafeUpdate(this.sm.appliedIndex(), [])
         metrics.commitIndex.unsafeUpdate(this.core.commitIndex(), [])
       }
