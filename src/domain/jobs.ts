@@ -86,7 +86,15 @@ export const StateCommand = Schema.Union(
 export type StateCommand = typeof StateCommand.Type
 
 const StateCommandJson = Schema.parseJson(StateCommand)
-export const encodeCommand = Schema.encodeSync(StateCommandJson)
+/**
+ * A command's entry data. The StateCommand schema has no transformations, so its encoded form is
+ * the value itself and running the encoder (1.5% of a leader's CPU) would only cost time; the
+ * annotation stops compiling if a transformation is ever added. Replicas decode with the schema.
+ */
+export const encodeCommand = (command: StateCommand): string => {
+  const encoded: typeof StateCommand.Encoded = command
+  return JSON.stringify(encoded)
+}
 const decodeCommandEither = Schema.decodeUnknownEither(StateCommandJson)
 
 const isOpen = (state: ClusterState, jobId: string): boolean => {
