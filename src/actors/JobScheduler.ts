@@ -8,6 +8,7 @@ import { monitorMachines } from "../fleet/MachineMonitor.js"
 import { isMachineJob, machineOfJob, type MachineJobContext, runMachineJob } from "../fleet/MachineJobs.js"
 import { jobFailedCode, type Outcome } from "./JobOutcome.js"
 import { metrics } from "./metrics.js"
+import type { AppliedEntry } from "./StateMachine.js"
 import { isLeader, type Leadership, type RaftError, RaftNode, type RaftNodeApi } from "./RaftNode.js"
 
 /** Where this node serves HTTP: a new leader announces it so followers can forward to it. */
@@ -89,10 +90,10 @@ export const makeJobScheduler = Effect.gen(function* () {
       const state = yield* node.localState
       for (const job of unfinishedJobs(state)) yield* enqueue(job.id)
       // Whatever was applied since the last look, at once: one wake-up per batch, not per entry.
+      const toRun = (a: AppliedEntry) =>
+        a.events.flatMap((e) => (e._tag === "JobAccepted" && !endsIn(a.events, e.jobId) ? [e.jobId] : []))
       yield* Queue.takeBetween(accepted, 1, Number.MAX_SAFE_INTEGER).pipe(
-        Effect.flatMap((entries) =>
-          Effect.forEach(entries, (a) =>
-            Effect.forEach(a.events, (e) => (e._tag === "JobAccepted" && !endsIn(a.events, e.jobId) ? enqueue(e.jobId) : Effect.void), { discard: true }), { discard: true })),
+        Effect.flatMap((entries) => Effect.forEach(Array.from(entries).flatMap(toRun), enqueue, { discard: true })),
         Effect.forever
       )
     }).pipe(
