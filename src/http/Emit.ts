@@ -170,10 +170,13 @@ export const makeEmit = Effect.gen(function* () {
       requestCounter(jobType, reply.status).unsafeUpdate(1, [])
       return reply
     }
-    if (isJobCommand(command.right) && node.statusNow().role === "leader") {
-      const job = jobToSubmit(node.statusNow(), node.stateNow(), request.right, command.right, Date.now())
-      if (Either.isLeft(job)) return { _tag: "Reply", reply: counted(failure(job.left)) }
-      return { _tag: "Submit", job: job.right, done: (exit) => counted(submittedReply(exit)) }
+    if (isJobCommand(command.right)) {
+      const status = node.statusNow()
+      if (status.role === "leader") {
+        const job = jobToSubmit(status, node.stateNow(), request.right, command.right, Date.now())
+        if (Either.isLeft(job)) return { _tag: "Reply", reply: counted(failure(job.left)) }
+        return { _tag: "Submit", job: job.right, done: (exit) => counted(submittedReply(exit)) }
+      }
     }
     const effect = route(body, forwarded, request.right, command.right).pipe(
       Effect.catchAll((e) => Effect.succeed(failure(e))),
