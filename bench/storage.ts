@@ -18,14 +18,20 @@ const batch = (first: number, size: number): Array<Entry> =>
     payload: { _tag: "Command" as const, data: PAYLOAD }
   }))
 
-/** Appends batches of `size` for RUN_MS and returns entries/s and transactions/s. */
-const measure = (dir: string, size: number) => {
-  const storage = openRaftStorage(path.join(dir, `bench-${size}.db`))
+/** A new store in `dir`, bootstrapped empty. */
+const openFresh = (dir: string, name: string) => {
+  const storage = openRaftStorage(path.join(dir, name))
   storage.bootstrap({
     hardState: { term: 1, vote: "n1:1", commit: 0 },
     snapshot: { meta: { index: 0, term: 0, config }, data: "" },
     entries: []
   })
+  return storage
+}
+
+/** Appends batches of `size` for RUN_MS and returns entries/s and transactions/s. */
+const measure = (dir: string, size: number) => {
+  const storage = openFresh(dir, `bench-${size}.db`)
   let last = 0
   let transactions = 0
   const start = performance.now()
@@ -58,8 +64,7 @@ const measure = (dir: string, size: number) => {
  * CPU of one right after it).
  */
 const paced = async (dir: string, gapMs: number, count: number) => {
-  const storage = openRaftStorage(path.join(dir, `paced-${gapMs}.db`))
-  storage.bootstrap({ hardState: { term: 1, vote: "n1:1", commit: 0 }, snapshot: { meta: { index: 0, term: 0, config }, data: "" }, entries: [] })
+  const storage = openFresh(dir, `paced-${gapMs}.db`)
   let wallMs = 0
   let cpuUs = 0
   for (let i = 1; i <= count; i++) {

@@ -1,4 +1,4 @@
-import { Cause, Chunk, Clock, Context, Data, Deferred, Effect, Exit, Layer, Metric, Option, PubSub, Queue, Stream, SubscriptionRef } from "effect"
+import { Cause, Chunk, Clock, Context, Data, Deferred, Effect, Exit, Layer, Metric, Option, PubSub, Queue, Runtime, Stream, SubscriptionRef } from "effect"
 import { encodeCommand, type StateCommand } from "../domain/jobs.js"
 import { bootstrapPersisted, RaftCore } from "../domain/raft/core.js"
 import type { RaftOptions } from "../domain/raft/options.js"
@@ -119,16 +119,8 @@ type Input =
 type Done<A> = Deferred.Deferred<A, RaftError> | ((exit: Exit.Exit<A, RaftError>) => void)
 
 const settle = <A>(done: Done<A>, exit: Exit.Exit<A, RaftError>): void => {
-  if (typeof done !== "function") {
-    Deferred.unsafeDone(done, exit)
-    return
-  }
-  try {
-    done(exit)
-  } catch (error) {
-    // A caller's callback must not stop the actor: the operation itself is settled.
-    Effect.runFork(Effect.logError("a submitNow callback threw", error))
-  }
+  if (typeof done === "function") done(exit)
+  else Deferred.unsafeDone(done, exit)
 }
 const succeed = <A>(done: Done<A>, value: A): void => settle(done, Exit.succeed(value))
 const failWith = <A>(done: Done<A>, error: RaftError): void => settle(done, Exit.fail(error))
@@ -527,6 +519,17 @@ export const makeRaftNode = (settings: RaftNodeSettings) =>
       Effect.forkScoped
     )
 
+    // A caller's callback must not stop the actor (the operation itself is settled): one that
+    // throws is logged through this node's logger.
+    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+    const guarded = <A>(onDone: (exit: Exit.Exit<A, RaftError>) => void) => (exit: Exit.Exit<A, RaftError>) => {
+      try {
+        onDone(exit)
+      } catch (error) {
+        runFork(annotate(Effect.logError("a submitNow callback threw", error)))
+      }
+    }
+
     const ask = <A>(make: (done: Deferred.Deferred<A, RaftError>) => Input) =>
       Effect.gen(function* () {
         const done = yield* Deferred.make<A, RaftError>()
@@ -537,7 +540,7 @@ export const makeRaftNode = (settings: RaftNodeSettings) =>
     const api: RaftNodeApi = {
       id: settings.raft.id,
       submit: (command) => ask<AppliedEntry>((done) => ({ _tag: "Propose", data: encodeCommand(command), done })),
-      submitNow: (command, onDone) => void Queue.unsafeOffer(inbox, { _tag: "Propose", data: encodeCommand(command), done: onDone }),
+      submitNow: (command, onDone) => void Queue.unsafeOffer(inbox, { _tag: "Propose", data: encodeCommand(command), done: guarded(onDone) }),
       read: ask<ClusterState>((done) => ({ _tag: "Read", done })),
       localState: Effect.sync(() => sm.state),
       job: (state, jobId) => Effect.sync(() => Option.fromNullable(sm.job(state, jobId))),
