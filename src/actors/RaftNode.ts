@@ -1,4 +1,4 @@
-import { Cause, Chunk, Clock, Context, Data, Deferred, Effect, Exit, Layer, Metric, Option, PubSub, Queue, Runtime, Stream, SubscriptionRef } from "effect"
+import { Cause, Chunk, Clock, Context, Data, Deferred, Effect, Exit, Layer, Mailbox, Metric, Option, PubSub, Runtime, Stream, SubscriptionRef } from "effect"
 import { encodeCommand, type StateCommand } from "../domain/jobs.js"
 import { bootstrapPersisted, RaftCore } from "../domain/raft/core.js"
 import type { RaftOptions } from "../domain/raft/options.js"
@@ -135,6 +135,16 @@ interface Timed<A> extends Waiting<A> {
 }
 
 const sweepEveryMs = 100
+
+/** Inputs handled as one batch at most: bounds one Ready's transaction and messages. */
+const batchInputsMax = 4096
+
+const batchesOf = <A>(all: Chunk.Chunk<A>, size: number): Array<Chunk.Chunk<A>> => {
+  if (all.length <= size) return [all]
+  const batches: Array<Chunk.Chunk<A>> = []
+  for (let rest = all; rest.length > 0; rest = Chunk.drop(rest, size)) batches.push(Chunk.take(rest, size))
+  return batches
+}
 
 /**
  * The node's single actor fiber: it alone touches the core, the storage and the state machine,
@@ -478,7 +488,11 @@ export const makeRaftNode = (settings: RaftNodeSettings) =>
     const initial = core.status()
     const leadership = yield* SubscriptionRef.make<Leadership>({ role: initial.role, term: initial.term, leader: initial.leader })
     const appliedHub = yield* PubSub.unbounded<AppliedEntry>()
-    const inbox = yield* Queue.unbounded<Input>()
+    // A Mailbox (an array swapped on each take), not a Queue: a Queue's linked list keeps the
+    // removed node's link to the next, so once one node is promoted to the old generation every
+    // later input (with its message or callback) stays reachable from it and is promoted too, until
+    // a full collection: the young-generation collections then copied every input twice.
+    const inbox = yield* Mailbox.make<Input>()
     const control = yield* Effect.serviceOption(TransportControl)
     // Production transports refuse faults: then the hot path never asks.
     const injectable = Option.isSome(control) && (yield* Effect.either(control.value.current()))._tag === "Right"
@@ -487,16 +501,15 @@ export const makeRaftNode = (settings: RaftNodeSettings) =>
         ? control.value.current().pipe(Effect.map((f) => f.diskDelayMs), Effect.orElseSucceed(() => 0))
         : Effect.succeed(0)
     const actor = new Actor(core, sm, log, settings, transport, leadership, appliedHub, diskDelayMs)
-    actor.offerTick = () => void Queue.unsafeOffer(inbox, { _tag: "Tick" })
+    actor.offerTick = () => void inbox.unsafeOffer({ _tag: "Tick" })
     yield* Effect.addFinalizer(() => Effect.sync(() => actor.stopWakeUp()))
     // The writer thread boots while the journal and the log are read; start once it is up.
     yield* Effect.orDie(log.ready)
     const annotate = <A, E, R>(eff: Effect.Effect<A, E, R>) =>
       Effect.annotateLogs(eff, { node: settings.raft.id })
 
-    yield* Queue.take(inbox).pipe(
-      Effect.flatMap((first) => Queue.takeUpTo(inbox, 4096).pipe(Effect.map((rest) => [first, ...rest]))),
-      Effect.flatMap((batch) => actor.handleBatch(batch)),
+    yield* inbox.takeAll.pipe(
+      Effect.flatMap(([inputs]) => Effect.forEach(batchesOf(inputs, batchInputsMax), (batch) => actor.handleBatch(batch), { discard: true })),
       Effect.forever,
       // A defect (a store that cannot write, a bug) ends the actor: the node then acknowledges
       // nothing. Say so, and let the owner decide (a cluster_mgr process exits, so that its
@@ -512,10 +525,14 @@ export const makeRaftNode = (settings: RaftNodeSettings) =>
       Effect.forkScoped
     )
     // The first Tick starts the clock; each batch then arms the next wake-up (armWakeUp).
-    yield* Queue.offer(inbox, { _tag: "Tick" })
+    inbox.unsafeOffer({ _tag: "Tick" })
     yield* transport.inbound.pipe(
       // A chunk at a time: what one read of a socket delivered joins the inbox in one offer.
-      Stream.runForEachChunk((chunk) => Queue.offerAll(inbox, Chunk.map(chunk, (inbound): Input => ({ _tag: "Inbound", inbound })))),
+      Stream.runForEachChunk((chunk) =>
+        Effect.sync(() => {
+          for (const inbound of chunk) inbox.unsafeOffer({ _tag: "Inbound", inbound })
+        })
+      ),
       Effect.forkScoped
     )
 
@@ -533,14 +550,14 @@ export const makeRaftNode = (settings: RaftNodeSettings) =>
     const ask = <A>(make: (done: Deferred.Deferred<A, RaftError>) => Input) =>
       Effect.gen(function* () {
         const done = yield* Deferred.make<A, RaftError>()
-        yield* Queue.offer(inbox, make(done))
+        inbox.unsafeOffer(make(done))
         return yield* Deferred.await(done)
       })
 
     const api: RaftNodeApi = {
       id: settings.raft.id,
       submit: (command) => ask<AppliedEntry>((done) => ({ _tag: "Propose", data: encodeCommand(command), done })),
-      submitNow: (command, onDone) => void Queue.unsafeOffer(inbox, { _tag: "Propose", data: encodeCommand(command), done: guarded(onDone) }),
+      submitNow: (command, onDone) => void inbox.unsafeOffer({ _tag: "Propose", data: encodeCommand(command), done: guarded(onDone) }),
       read: ask<ClusterState>((done) => ({ _tag: "Read", done })),
       localState: Effect.sync(() => sm.state),
       job: (state, jobId) => Effect.sync(() => Option.fromNullable(sm.job(state, jobId))),

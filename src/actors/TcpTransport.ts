@@ -8,11 +8,10 @@ import {
   Either,
   FiberSet,
   Layer,
+  Mailbox,
   Option,
-  Queue,
   Ref,
   Schedule,
-  Stream,
   SynchronizedRef
 } from "effect"
 import type { Message } from "../domain/raft/messages.js"
@@ -105,7 +104,7 @@ const settingsOf = (options: TcpTransportOptions): Settings => ({
 /** What the fibers of one transport share. `faults` is undefined unless injection is on. */
 interface Env {
   readonly settings: Settings
-  readonly inbound: Queue.Queue<Inbound>
+  readonly inbound: Mailbox.Mailbox<Inbound>
   readonly faults: Ref.Ref<Faults> | undefined
   /** Nodes of other groups already refused, so each is warned about once, not per retry. */
   readonly refused: Ref.Ref<ReadonlySet<string>>
@@ -127,7 +126,11 @@ export const layer = (
 const make = (options: TcpTransportOptions) =>
   Effect.gen(function*() {
     const settings = settingsOf(options)
-    const inbound = yield* Effect.acquireRelease(Queue.sliding<Inbound>(settings.inboundCapacityMax), Queue.shutdown)
+    // Mailboxes (arrays), not Queues, for every message in and out: see the actor's inbox.
+    const inbound = yield* Effect.acquireRelease(
+      Mailbox.make<Inbound>({ capacity: settings.inboundCapacityMax, strategy: "sliding" }),
+      (mailbox) => mailbox.shutdown
+    )
     const faults = options.faultInjection === true ? yield* Ref.make(noFaults) : undefined
     const run = yield* FiberSet.makeRuntime<never>()
     // The runtime keeps the flags of where the layer is built, perhaps an uninterruptible
@@ -140,7 +143,7 @@ const make = (options: TcpTransportOptions) =>
     )
     yield* Effect.logDebug(`listening on ${settings.listen.host}:${settings.listen.port}`)
     const send = yield* makeSend(env)
-    return Context.make(Transport, { send, inbound: Stream.fromQueue(inbound) }).pipe(
+    return Context.make(Transport, { send, inbound: Mailbox.toStream(inbound) }).pipe(
       Context.add(TransportControl, makeControl(faults))
     )
   }).pipe(Effect.annotateLogs({ node: options.self, component: "transport" }))
@@ -149,7 +152,7 @@ const make = (options: TcpTransportOptions) =>
 
 const makeSend = (env: Env) =>
   Effect.gen(function*() {
-    const links = yield* SynchronizedRef.make(new Map<string, Queue.Queue<Outgoing>>())
+    const links = yield* SynchronizedRef.make(new Map<string, Mailbox.Mailbox<Outgoing>>())
     const linkTo = (peer: string) =>
       Effect.flatMap(SynchronizedRef.get(links), (current) => {
         const existing = current.get(peer)
@@ -159,8 +162,9 @@ const makeSend = (env: Env) =>
     const enqueue = (peer: string, messages: ReadonlyArray<Message>) =>
       Effect.flatMap(dueAt(env, peer), (dueAtMs) => {
         if (dueAtMs === undefined) return Effect.void
-        const outgoing = messages.map((message): Outgoing => ({ message, dueAtMs }))
-        return Effect.flatMap(linkTo(peer), (queue) => Queue.offerAll(queue, outgoing))
+        return Effect.map(linkTo(peer), (queue) => {
+          for (const message of messages) queue.unsafeOffer({ message, dueAtMs })
+        })
       })
     return (messages: ReadonlyArray<Message>) =>
       Effect.forEach(byPeer(messages), ([peer, batch]) => enqueue(peer, batch), { discard: true })
@@ -177,10 +181,10 @@ const byPeer = (messages: ReadonlyArray<Message>): Map<string, Array<Message>> =
   return groups
 }
 
-const addLink = (env: Env, peer: string) => (current: Map<string, Queue.Queue<Outgoing>>) => {
+const addLink = (env: Env, peer: string) => (current: Map<string, Mailbox.Mailbox<Outgoing>>) => {
   const existing = current.get(peer)
   if (existing !== undefined) return Effect.succeed([existing, current] as const)
-  return Effect.map(Queue.sliding<Outgoing>(env.settings.peerQueueCapacityMax), (queue) => {
+  return Effect.map(Mailbox.make<Outgoing>({ capacity: env.settings.peerQueueCapacityMax, strategy: "sliding" }), (queue) => {
     env.fork(runLink(env, peer, queue))
     return [queue, new Map(current).set(peer, queue)] as const
   })
@@ -199,7 +203,7 @@ const dueAt = (env: Env, peer: string): Effect.Effect<number | undefined> => {
 type LinkStatus = "unknown" | "up" | "down"
 
 /** Connects, carries the queue until the connection ends, backs off, and again, forever. */
-const runLink = (env: Env, peer: string, queue: Queue.Queue<Outgoing>) =>
+const runLink = (env: Env, peer: string, queue: Mailbox.Mailbox<Outgoing>) =>
   Effect.gen(function*() {
     const status = yield* Ref.make<LinkStatus>("unknown")
     const driver = yield* Schedule.driver(reconnectBackoff)
@@ -217,7 +221,7 @@ const runLink = (env: Env, peer: string, queue: Queue.Queue<Outgoing>) =>
  * One connection's life: returns once it has ended (or could not be made), with whether it
  * lasted long enough to count as healthy.
  */
-const session = (env: Env, peer: string, queue: Queue.Queue<Outgoing>, status: Ref.Ref<LinkStatus>) =>
+const session = (env: Env, peer: string, queue: Mailbox.Mailbox<Outgoing>, status: Ref.Ref<LinkStatus>) =>
   Effect.gen(function*() {
     const address = parseAddress(peer)
     if (address === undefined) return yield* new SocketError({ reason: "not an ip:port address" })
@@ -238,14 +242,14 @@ const markDown = (env: Env, peer: string, status: Ref.Ref<LinkStatus>) =>
   Effect.flatMap(Ref.getAndSet(status, "down"), (previous) =>
     previous === "down"
       ? Effect.void
-      : Effect.zipRight(Queue.offer(env.inbound, { _tag: "PeerDown", peer }), Effect.logInfo("peer unreachable")))
+      : Effect.zipRight(env.inbound.offer({ _tag: "PeerDown", peer }), Effect.logInfo("peer unreachable")))
 
 const framed = (payload: Buffer): Array<Buffer> => [frameHeader(payload.length), payload]
 
 /** The handshake, then every queued message, batch after batch, until writing fails. */
-const converse = (env: Env, socket: net.Socket, queue: Queue.Queue<Outgoing>) => {
+const converse = (env: Env, socket: net.Socket, queue: Mailbox.Mailbox<Outgoing>) => {
   const { codec, frameBytesMax, group, self } = env.settings
-  const pump = Queue.takeBetween(queue, 1, env.settings.peerQueueCapacityMax).pipe(
+  const pump = Effect.map(queue.takeAll, ([batch]) => batch).pipe(
     Effect.tap(holdUntilDue),
     Effect.map((batch) => encodeBatch(codec, batch, frameBytesMax)),
     Effect.tap(({ oversized }) =>
@@ -342,7 +346,7 @@ const deliver = (env: Env, peer: string, frames: ReadonlyArray<Buffer>) =>
     if (ours.length < messages.length) {
       yield* Effect.logDebug(`dropped ${messages.length - ours.length} messages of another group from ${peer}`)
     }
-    yield* Queue.offerAll(env.inbound, ours.map((message): Inbound => ({ _tag: "Message", message })))
+    for (const message of ours) env.inbound.unsafeOffer({ _tag: "Message", message })
   })
 
 /**

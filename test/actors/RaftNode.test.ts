@@ -69,6 +69,27 @@ describe("RaftNode actor (in-process group, real SQLite files)", () => {
     20_000
   )
 
+  it.live("more inputs at once than one batch takes (4096): every proposal is applied, in the order offered", () =>
+    Effect.gen(function* () {
+      const g = yield* makeInProcessGroup({ members, dataDir: tmp() })
+      const leader = yield* waitLeader(g.members)
+      const count = 5000
+      const indexes = yield* Effect.async<Array<number>, string>((resume) => {
+        const got: Array<number> = []
+        let settled = 0
+        // One synchronous loop: all of them wait in the inbox before the actor takes any.
+        for (let n = 0; n < count; n++) {
+          leader.node.submitNow({ _tag: "SubmitJob", jobType: "raft_mission", userName: "u", paras: { n }, at: n }, (exit) => {
+            if (Exit.isSuccess(exit)) got[n] = exit.value.index
+            if (++settled === count) resume(got.length === count && got.every((i) => i > 0) ? Effect.succeed(got) : Effect.fail(`failed: ${count - got.filter((i) => i > 0).length}`))
+          })
+        }
+      })
+      expect(indexes.every((index, n) => n === 0 || index === indexes[n - 1] + 1)).toBe(true)
+    }).pipe(Effect.scoped),
+    30_000
+  )
+
   it.live("a proposal and a read that cannot complete (no quorum, CheckQuorum off) fail with TimedOut after operationTimeoutMs", () =>
     Effect.gen(function* () {
       const g = yield* makeInProcessGroup({ members, dataDir: tmp(), raft: { checkQuorum: false }, operationTimeoutMs: 300 })
