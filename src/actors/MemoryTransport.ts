@@ -1,4 +1,4 @@
-import { Effect, Layer, Queue, Ref, Stream } from "effect"
+import { Effect, Layer, Mailbox, Ref } from "effect"
 import type { Message } from "../domain/raft/messages.js"
 import { type Inbound, Transport } from "./Transport.js"
 
@@ -18,12 +18,12 @@ export interface MemoryNetwork {
   readonly heal: () => Effect.Effect<void>
   /** Delivers `message` if its link is open; false when the receiver has no inbox registered. */
   readonly deliver: (message: Message) => Effect.Effect<boolean>
-  readonly register: (node: string, inbox: Queue.Queue<Inbound>) => Effect.Effect<void>
-  readonly unregister: (node: string, inbox: Queue.Queue<Inbound>) => Effect.Effect<void>
+  readonly register: (node: string, inbox: Mailbox.Mailbox<Inbound>) => Effect.Effect<void>
+  readonly unregister: (node: string, inbox: Mailbox.Mailbox<Inbound>) => Effect.Effect<void>
 }
 
 interface HubState {
-  readonly inboxes: ReadonlyMap<string, Queue.Queue<Inbound>>
+  readonly inboxes: ReadonlyMap<string, Mailbox.Mailbox<Inbound>>
   readonly cuts: ReadonlySet<string>
   readonly isolated: ReadonlySet<string>
   readonly sideOf: ReadonlyMap<string, number>
@@ -43,7 +43,7 @@ const isOpen = (state: HubState, from: string, to: string): boolean => {
 const sidesMap = (sides: ReadonlyArray<ReadonlyArray<string>>) =>
   new Map(sides.flatMap((side, index) => side.map((node) => [node, index] as const)))
 
-const withInbox = (state: HubState, node: string, inbox: Queue.Queue<Inbound> | undefined): HubState => {
+const withInbox = (state: HubState, node: string, inbox: Mailbox.Mailbox<Inbound> | undefined): HubState => {
   const inboxes = new Map(state.inboxes)
   if (inbox === undefined) inboxes.delete(node)
   else inboxes.set(node, inbox)
@@ -63,7 +63,7 @@ const make: Effect.Effect<MemoryNetwork> = Effect.map(
         const inbox = s.inboxes.get(message.to)
         if (inbox === undefined) return Effect.succeed(false)
         if (!isOpen(s, message.from, message.to)) return Effect.succeed(true)
-        return Effect.as(Queue.offer(inbox, { _tag: "Message", message }), true)
+        return Effect.as(inbox.offer({ _tag: "Message", message }), true)
       }),
     register: (node, inbox) => Ref.update(state, (s) => withInbox(s, node, inbox)),
     unregister: (node, inbox) =>
@@ -86,26 +86,27 @@ const layer = (
   Layer.scoped(
     Transport,
     Effect.gen(function*() {
-      const inbox = yield* Queue.sliding<Inbound>(options?.inboundCapacityMax ?? 4096)
+      // A Mailbox, as in TcpTransport: a Queue's linked list promotes every message (RaftNode's inbox).
+      const inbox = yield* Mailbox.make<Inbound>({ capacity: options?.inboundCapacityMax ?? 4096, strategy: "sliding" })
       yield* Effect.acquireRelease(network.register(self, inbox), () => network.unregister(self, inbox))
       const down = yield* Ref.make<ReadonlySet<string>>(new Set())
       const sendOne = (message: Message) =>
         Effect.flatMap(network.deliver(message), (delivered) => track(inbox, down, message.to, delivered))
       return {
         send: (messages: ReadonlyArray<Message>) => Effect.forEach(messages, sendOne, { discard: true }),
-        inbound: Stream.fromQueue(inbox)
+        inbound: Mailbox.toStream(inbox)
       }
     })
   )
 
 /** Records whether `peer` is reachable, reporting PeerDown on the transition to unreachable. */
-const track = (inbox: Queue.Queue<Inbound>, down: Ref.Ref<ReadonlySet<string>>, peer: string, reached: boolean) =>
+const track = (inbox: Mailbox.Mailbox<Inbound>, down: Ref.Ref<ReadonlySet<string>>, peer: string, reached: boolean) =>
   Effect.flatMap(
     Ref.modify(down, (set): [boolean, ReadonlySet<string>] => {
       if (reached) return [false, set.has(peer) ? withoutPeer(set, peer) : set]
       return set.has(peer) ? [false, set] : [true, new Set(set).add(peer)]
     }),
-    (wentDown) => (wentDown ? Queue.offer(inbox, { _tag: "PeerDown", peer }) : Effect.void)
+    (wentDown) => (wentDown ? inbox.offer({ _tag: "PeerDown", peer }) : Effect.void)
   )
 
 const withoutPeer = (set: ReadonlySet<string>, peer: string): ReadonlySet<string> => {
