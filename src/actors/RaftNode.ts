@@ -148,7 +148,7 @@ const batchesOf = <A>(all: Chunk.Chunk<A>, size: number): Array<Chunk.Chunk<A>> 
 
 /**
  * The node's single actor fiber: it alone touches the core, the storage and the state machine,
- * taking inputs from one queue in batches (every proposal in a batch shares one fsync).
+ * taking inputs from one mailbox in batches (every proposal in a batch shares one fsync).
  */
 class Actor {
   private readonly proposals = new Map<number, { term: number } & Timed<AppliedEntry>>()
@@ -527,7 +527,7 @@ export const makeRaftNode = (settings: RaftNodeSettings) =>
     // The first Tick starts the clock; each batch then arms the next wake-up (armWakeUp).
     inbox.unsafeOffer({ _tag: "Tick" })
     yield* transport.inbound.pipe(
-      // A chunk at a time: what one read of a socket delivered joins the inbox in one offer.
+      // What one read of a socket delivered joins the inbox at once, so one batch takes all of it.
       Stream.runForEachChunk((chunk) =>
         Effect.sync(() => {
           for (const inbound of chunk) inbox.unsafeOffer({ _tag: "Inbound", inbound })
