@@ -139,13 +139,6 @@ const sweepEveryMs = 100
 /** Inputs handled as one batch at most: bounds one Ready's transaction and messages. */
 const batchInputsMax = 4096
 
-const batchesOf = <A>(all: Chunk.Chunk<A>, size: number): Array<Chunk.Chunk<A>> => {
-  if (all.length <= size) return [all]
-  const batches: Array<Chunk.Chunk<A>> = []
-  for (let rest = all; rest.length > 0; rest = Chunk.drop(rest, size)) batches.push(Chunk.take(rest, size))
-  return batches
-}
-
 /**
  * The node's single actor fiber: it alone touches the core, the storage and the state machine,
  * taking inputs from one mailbox in batches (every proposal in a batch shares one fsync).
@@ -509,7 +502,7 @@ export const makeRaftNode = (settings: RaftNodeSettings) =>
       Effect.annotateLogs(eff, { node: settings.raft.id })
 
     yield* inbox.takeAll.pipe(
-      Effect.flatMap(([inputs]) => Effect.forEach(batchesOf(inputs, batchInputsMax), (batch) => actor.handleBatch(batch), { discard: true })),
+      Effect.flatMap(([inputs]) => Effect.forEach(Chunk.chunksOf(inputs, batchInputsMax), (batch) => actor.handleBatch(batch), { discard: true })),
       Effect.forever,
       // A defect (a store that cannot write, a bug) ends the actor: the node then acknowledges
       // nothing. Say so, and let the owner decide (a cluster_mgr process exits, so that its
