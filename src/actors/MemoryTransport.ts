@@ -1,10 +1,11 @@
 import { Effect, Layer, Mailbox, Ref } from "effect"
 import type { Message } from "../domain/raft/messages.js"
-import { type Inbound, Transport } from "./Transport.js"
+import { type Inbound, InboundDelivery, Transport } from "./Transport.js"
 
 /**
- * An in-process network for testing node actors together: each member's transport registers an
- * inbox on the hub, and sends are delivered straight into the receiver's inbox, in order.
+ * An in-process network for testing node actors together: each member's transport registers its
+ * delivery on the hub, and sends are delivered straight to the receiver (its node, or its
+ * mailbox when no node is attached), in order.
  * Partitions are controlled on the hub, for all members at once.
  */
 export interface MemoryNetwork {
@@ -16,14 +17,14 @@ export interface MemoryNetwork {
   readonly isolate: (node: string) => Effect.Effect<void>
   /** Removes every cut, partition and isolation. */
   readonly heal: () => Effect.Effect<void>
-  /** Delivers `message` if its link is open; false when the receiver has no inbox registered. */
+  /** Delivers `message` if its link is open; false when the receiver has no transport registered. */
   readonly deliver: (message: Message) => Effect.Effect<boolean>
-  readonly register: (node: string, inbox: Mailbox.Mailbox<Inbound>) => Effect.Effect<void>
-  readonly unregister: (node: string, inbox: Mailbox.Mailbox<Inbound>) => Effect.Effect<void>
+  readonly register: (node: string, inbox: InboundDelivery) => Effect.Effect<void>
+  readonly unregister: (node: string, inbox: InboundDelivery) => Effect.Effect<void>
 }
 
 interface HubState {
-  readonly inboxes: ReadonlyMap<string, Mailbox.Mailbox<Inbound>>
+  readonly inboxes: ReadonlyMap<string, InboundDelivery>
   readonly cuts: ReadonlySet<string>
   readonly isolated: ReadonlySet<string>
   readonly sideOf: ReadonlyMap<string, number>
@@ -43,7 +44,7 @@ const isOpen = (state: HubState, from: string, to: string): boolean => {
 const sidesMap = (sides: ReadonlyArray<ReadonlyArray<string>>) =>
   new Map(sides.flatMap((side, index) => side.map((node) => [node, index] as const)))
 
-const withInbox = (state: HubState, node: string, inbox: Mailbox.Mailbox<Inbound> | undefined): HubState => {
+const withInbox = (state: HubState, node: string, inbox: InboundDelivery | undefined): HubState => {
   const inboxes = new Map(state.inboxes)
   if (inbox === undefined) inboxes.delete(node)
   else inboxes.set(node, inbox)
@@ -63,7 +64,8 @@ const make: Effect.Effect<MemoryNetwork> = Effect.map(
         const inbox = s.inboxes.get(message.to)
         if (inbox === undefined) return Effect.succeed(false)
         if (!isOpen(s, message.from, message.to)) return Effect.succeed(true)
-        return Effect.as(inbox.offer({ _tag: "Message", message }), true)
+        inbox.offer({ _tag: "Message", message })
+        return Effect.succeed(true)
       }),
     register: (node, inbox) => Ref.update(state, (s) => withInbox(s, node, inbox)),
     unregister: (node, inbox) =>
@@ -87,26 +89,28 @@ const layer = (
     Transport,
     Effect.gen(function*() {
       // A Mailbox, as in TcpTransport: a Queue's linked list promotes every message (RaftNode's inbox).
-      const inbox = yield* Mailbox.make<Inbound>({ capacity: options?.inboundCapacityMax ?? 4096, strategy: "sliding" })
+      const waiting = yield* Mailbox.make<Inbound>({ capacity: options?.inboundCapacityMax ?? 4096, strategy: "sliding" })
+      const inbox = new InboundDelivery(waiting)
       yield* Effect.acquireRelease(network.register(self, inbox), () => network.unregister(self, inbox))
       const down = yield* Ref.make<ReadonlySet<string>>(new Set())
       const sendOne = (message: Message) =>
         Effect.flatMap(network.deliver(message), (delivered) => track(inbox, down, message.to, delivered))
       return {
         send: (messages: ReadonlyArray<Message>) => Effect.forEach(messages, sendOne, { discard: true }),
-        inbound: Mailbox.toStream(inbox)
+        inbound: Mailbox.toStream(waiting),
+        deliverTo: (sink: (inbound: Inbound) => void) => inbox.deliverTo(sink)
       }
     })
   )
 
 /** Records whether `peer` is reachable, reporting PeerDown on the transition to unreachable. */
-const track = (inbox: Mailbox.Mailbox<Inbound>, down: Ref.Ref<ReadonlySet<string>>, peer: string, reached: boolean) =>
+const track = (inbox: InboundDelivery, down: Ref.Ref<ReadonlySet<string>>, peer: string, reached: boolean) =>
   Effect.flatMap(
     Ref.modify(down, (set): [boolean, ReadonlySet<string>] => {
       if (reached) return [false, set.has(peer) ? withoutPeer(set, peer) : set]
       return set.has(peer) ? [false, set] : [true, new Set(set).add(peer)]
     }),
-    (wentDown) => (wentDown ? inbox.offer({ _tag: "PeerDown", peer }) : Effect.void)
+    (wentDown) => (wentDown ? Effect.sync(() => inbox.offer({ _tag: "PeerDown", peer })) : Effect.void)
   )
 
 const withoutPeer = (set: ReadonlySet<string>, peer: string): ReadonlySet<string> => {

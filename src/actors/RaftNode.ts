@@ -1,4 +1,4 @@
-import { Cause, Chunk, Clock, Context, Data, Deferred, Effect, Exit, Layer, Mailbox, Metric, Option, PubSub, Runtime, Stream, SubscriptionRef } from "effect"
+import { Cause, Chunk, Clock, Context, Data, Deferred, Effect, Exit, Layer, Mailbox, Metric, Option, PubSub, Runtime, SubscriptionRef } from "effect"
 import { encodeCommand, type StateCommand } from "../domain/jobs.js"
 import { bootstrapPersisted, RaftCore } from "../domain/raft/core.js"
 import type { RaftOptions } from "../domain/raft/options.js"
@@ -519,15 +519,8 @@ export const makeRaftNode = (settings: RaftNodeSettings) =>
     )
     // The first Tick starts the clock; each batch then arms the next wake-up (armWakeUp).
     inbox.unsafeOffer({ _tag: "Tick" })
-    yield* transport.inbound.pipe(
-      // What one read of a socket delivered joins the inbox at once, so one batch takes all of it.
-      Stream.runForEachChunk((chunk) =>
-        Effect.sync(() => {
-          for (const inbound of chunk) inbox.unsafeOffer({ _tag: "Inbound", inbound })
-        })
-      ),
-      Effect.forkScoped
-    )
+    // Each read of a socket puts what it delivered in the inbox at once, so one batch takes all of it.
+    yield* transport.deliverTo((inbound) => void inbox.unsafeOffer({ _tag: "Inbound", inbound }))
 
     // A caller's callback must not stop the actor (the operation itself is settled): one that
     // throws is logged through this node's logger.

@@ -17,7 +17,7 @@ import {
 import type { Message } from "../domain/raft/messages.js"
 import { FrameDecoder, frameBytesMaxDefault, type FrameTooLarge, frameHeader } from "./frame.js"
 import { type Address, awaitClose, connect, listen, parseAddress, readChunk, SocketError, writeAll } from "./socket.js"
-import { type Inbound, Transport } from "./Transport.js"
+import { type Inbound, InboundDelivery, Transport } from "./Transport.js"
 import { delayMsOf, type Faults, isBlocked, makeControl, noFaults, TransportControl } from "./TransportControl.js"
 import { type Codec, decodeHello, decodeMessage, encodeHello, encodeMessage, type Hello, jsonCodec } from "./wire.js"
 
@@ -104,7 +104,7 @@ const settingsOf = (options: TcpTransportOptions): Settings => ({
 /** What the fibers of one transport share. `faults` is undefined unless injection is on. */
 interface Env {
   readonly settings: Settings
-  readonly inbound: Mailbox.Mailbox<Inbound>
+  readonly inbound: InboundDelivery
   readonly faults: Ref.Ref<Faults> | undefined
   /** Nodes of other groups already refused, so each is warned about once, not per retry. */
   readonly refused: Ref.Ref<ReadonlySet<string>>
@@ -127,10 +127,11 @@ const make = (options: TcpTransportOptions) =>
   Effect.gen(function*() {
     const settings = settingsOf(options)
     // Mailboxes (arrays), not Queues, for every message in and out: see the actor's inbox.
-    const inbound = yield* Effect.acquireRelease(
+    const waiting = yield* Effect.acquireRelease(
       Mailbox.make<Inbound>({ capacity: settings.inboundCapacityMax, strategy: "sliding" }),
       (mailbox) => mailbox.shutdown
     )
+    const inbound = new InboundDelivery(waiting)
     const faults = options.faultInjection === true ? yield* Ref.make(noFaults) : undefined
     const run = yield* FiberSet.makeRuntime<never>()
     // The runtime keeps the flags of where the layer is built, perhaps an uninterruptible
@@ -143,7 +144,8 @@ const make = (options: TcpTransportOptions) =>
     )
     yield* Effect.logDebug(`listening on ${settings.listen.host}:${settings.listen.port}`)
     const send = yield* makeSend(env)
-    return Context.make(Transport, { send, inbound: Mailbox.toStream(inbound) }).pipe(
+    const transport = { send, inbound: Mailbox.toStream(waiting), deliverTo: (sink: (inbound: Inbound) => void) => inbound.deliverTo(sink) }
+    return Context.make(Transport, transport).pipe(
       Context.add(TransportControl, makeControl(faults))
     )
   }).pipe(Effect.annotateLogs({ node: options.self, component: "transport" }))
@@ -242,7 +244,7 @@ const markDown = (env: Env, peer: string, status: Ref.Ref<LinkStatus>) =>
   Effect.flatMap(Ref.getAndSet(status, "down"), (previous) =>
     previous === "down"
       ? Effect.void
-      : Effect.zipRight(env.inbound.offer({ _tag: "PeerDown", peer }), Effect.logInfo("peer unreachable")))
+      : Effect.zipRight(Effect.sync(() => env.inbound.offer({ _tag: "PeerDown", peer })), Effect.logInfo("peer unreachable")))
 
 const framed = (payload: Buffer): Array<Buffer> => [frameHeader(payload.length), payload]
 
@@ -346,7 +348,7 @@ const deliver = (env: Env, peer: string, frames: ReadonlyArray<Buffer>) =>
     if (ours.length < messages.length) {
       yield* Effect.logDebug(`dropped ${messages.length - ours.length} messages of another group from ${peer}`)
     }
-    for (const message of ours) env.inbound.unsafeOffer({ _tag: "Message", message })
+    for (const message of ours) env.inbound.offer({ _tag: "Message", message })
   })
 
 /**

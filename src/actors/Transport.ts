@@ -1,4 +1,4 @@
-import { Context, type Effect, type Stream } from "effect"
+import { Context, Effect, type Mailbox, type Scope, type Stream } from "effect"
 import type { Message } from "../domain/raft/messages.js"
 
 /** What the transport reports to the node: a message, or that a peer's connection closed. */
@@ -10,11 +10,49 @@ export type Inbound =
  * Carries Raft messages between members. `send` never blocks the caller on the network and never
  * fails: Raft tolerates loss, so a message to an unreachable peer is dropped (and reported as
  * PeerDown once). Implementations: TCP between processes, in-memory for tests.
+ *
+ * What arrives goes to the sink attached with `deliverTo` (the node's actor), synchronously, in
+ * the callback that read it; while none is attached it waits, bounded, in a mailbox that
+ * `inbound` reads (tests and benches observe a transport that way). A stream in between cost
+ * the node a fiber hop and the stream's machinery for every read.
  */
 export class Transport extends Context.Tag("cluster_mgr/Transport")<
   Transport,
   {
     readonly send: (messages: ReadonlyArray<Message>) => Effect.Effect<void>
     readonly inbound: Stream.Stream<Inbound>
+    /** Delivers to `sink` while the scope is open, starting with whatever waited in `inbound`. */
+    readonly deliverTo: (sink: (inbound: Inbound) => void) => Effect.Effect<void, never, Scope.Scope>
   }
 >() {}
+
+/** Where a transport puts what it received: the attached sink, else the mailbox. */
+export class InboundDelivery {
+  private sink: ((inbound: Inbound) => void) | undefined = undefined
+
+  constructor(readonly mailbox: Mailbox.Mailbox<Inbound>) {}
+
+  offer(inbound: Inbound): void {
+    if (this.sink !== undefined) this.sink(inbound)
+    else this.mailbox.unsafeOffer(inbound)
+  }
+
+  /** Transport.deliverTo. The sink is set before the mailbox is emptied, so nothing stays behind. */
+  deliverTo(sink: (inbound: Inbound) => void): Effect.Effect<void, never, Scope.Scope> {
+    return Effect.acquireRelease(
+      Effect.zipRight(
+        Effect.sync(() => {
+          this.sink = sink
+        }),
+        Effect.flatMap(this.mailbox.clear, (waiting) =>
+          Effect.sync(() => {
+            for (const inbound of waiting) sink(inbound)
+          }))
+      ),
+      () =>
+        Effect.sync(() => {
+          if (this.sink === sink) this.sink = undefined
+        })
+    )
+  }
+}

@@ -36,6 +36,24 @@ describe("MemoryTransport", () => {
       expect(yield* rounds(b)).toEqual([1, 2, 3])
     }))
 
+  it.live("an attached sink gets what waited first, then each message within the send; detached, messages wait again", () =>
+    Effect.gen(function*() {
+      const { a, b } = yield* three
+      yield* a.transport.send([heartbeat("a", "b", 1)])
+      const got: Array<number> = []
+      const sinkScope = yield* Scope.make()
+      yield* b.transport.deliverTo((e) => {
+        if (e._tag === "Message" && e.message._tag === "Heartbeat") got.push(e.message.round)
+      }).pipe(Scope.extend(sinkScope))
+      expect(got).toEqual([1])
+      yield* a.transport.send([heartbeat("a", "b", 2), heartbeat("a", "b", 3)])
+      expect(got).toEqual([1, 2, 3])
+      yield* Scope.close(sinkScope, Exit.void)
+      yield* a.transport.send([heartbeat("a", "b", 4)])
+      expect(got).toEqual([1, 2, 3])
+      expect(yield* rounds(b)).toEqual([4])
+    }))
+
   it.live("a member without a transport is reported down once, and reached again when it returns", () =>
     Effect.gen(function*() {
       const { network, a, b } = yield* three

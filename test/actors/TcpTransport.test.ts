@@ -31,6 +31,23 @@ describe("TcpTransport: delivery", () => {
       expect(yield* takeMessages(a.transport, 1)).toEqual([heartbeat(b.address, a.address, 2)])
     }))
 
+  it.scopedLive("an attached sink gets what waited, then what arrives, in order", () =>
+    Effect.gen(function*() {
+      const a = yield* node()
+      const b = yield* node()
+      yield* a.transport.send([heartbeat(a.address, b.address, 1), heartbeat(a.address, b.address, 2)])
+      // Time for 1 and 2 to arrive while no sink is attached: they wait in the mailbox.
+      yield* Effect.sleep("200 millis")
+      const got: Array<Message> = []
+      yield* b.transport.deliverTo((e) => {
+        if (e._tag === "Message") got.push(e.message)
+      })
+      yield* a.transport.send([heartbeat(a.address, b.address, 3)])
+      const deadline = (yield* Clock.currentTimeMillis) + 5000
+      while (got.length < 3 && (yield* Clock.currentTimeMillis) < deadline) yield* Effect.sleep("10 millis")
+      expect(roundsOf(got)).toEqual([1, 2, 3])
+    }))
+
   it.scopedLive("among three transports each receives what the other two sent it", () =>
     Effect.gen(function*() {
       const nodes = [yield* node(), yield* node(), yield* node()]
