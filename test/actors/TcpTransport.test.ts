@@ -102,6 +102,40 @@ describe("TcpTransport: delivery", () => {
       expect(roundsOf(received)).toEqual(Array.from({ length: count }, (_, i) => i + 1))
     }))
 
+  it.scopedLive("on a connected link, writes at once and the queue behind a busy socket keep one order", () =>
+    Effect.gen(function*() {
+      // Without fault injection, as in production: only then may a send write at once.
+      const a = yield* node({ peerQueueCapacityMax: 20_000, faultInjection: false })
+      // Nothing reads b until every batch is sent: its mailbox must hold them all.
+      const b = yield* node({ inboundCapacityMax: 20_000 })
+      yield* a.transport.send([heartbeat(a.address, b.address, 0)])
+      yield* takeMessages(b.transport, 1)
+      // 16 MB in appends of 32 KB outrun the kernel's socket buffers: once the socket needs a
+      // drain, later batches queue behind it, and once the queue is empty again sends write at
+      // once. The sleeps let the queue empty now and then.
+      const data = "x".repeat(32 * 1024)
+      const append = (n: number): Message => ({
+        _tag: "AppendEntries",
+        group,
+        from: a.address,
+        to: b.address,
+        term: 1,
+        prevLogIndex: n,
+        prevLogTerm: 1,
+        entries: [{ index: n + 1, term: 1, payload: { _tag: "Command", data } }],
+        commit: 0
+      })
+      const count = 512
+      for (let first = 1; first <= count; first += 4) {
+        yield* a.transport.send([0, 1, 2, 3].map((i) => append(first + i)))
+        if (first % 64 === 1) yield* Effect.sleep("2 millis")
+      }
+      const received = yield* takeMessages(b.transport, count, 20_000)
+      expect(received.map((m) => (m._tag === "AppendEntries" ? m.prevLogIndex : -1))).toEqual(
+        Array.from({ length: count }, (_, i) => i + 1)
+      )
+    }))
+
   it.scopedLive("a full peer queue drops the oldest messages and keeps the newest", () =>
     Effect.gen(function*() {
       const port = yield* freePort
