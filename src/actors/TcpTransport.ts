@@ -143,7 +143,11 @@ const make = (options: TcpTransportOptions) =>
     )
     yield* Effect.logDebug(`listening on ${settings.listen.host}:${settings.listen.port}`)
     const send = yield* makeSend(env)
-    const transport = { send, inbound: Mailbox.toStream(waiting), deliverTo: (sink: (inbound: Inbound) => void) => inbound.deliverTo(sink) }
+    const transport = {
+      send,
+      inbound: Mailbox.toStream(waiting),
+      deliverTo: (sink: (inbound: Inbound) => void) => inbound.deliverTo(sink)
+    }
     return Context.make(Transport, transport).pipe(
       Context.add(TransportControl, makeControl(faults))
     )
