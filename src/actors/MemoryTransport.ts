@@ -19,12 +19,12 @@ export interface MemoryNetwork {
   readonly heal: () => Effect.Effect<void>
   /** Delivers `message` if its link is open; false when the receiver has no transport registered. */
   readonly deliver: (message: Message) => Effect.Effect<boolean>
-  readonly register: (node: string, inbox: InboundDelivery) => Effect.Effect<void>
-  readonly unregister: (node: string, inbox: InboundDelivery) => Effect.Effect<void>
+  readonly register: (node: string, delivery: InboundDelivery) => Effect.Effect<void>
+  readonly unregister: (node: string, delivery: InboundDelivery) => Effect.Effect<void>
 }
 
 interface HubState {
-  readonly inboxes: ReadonlyMap<string, InboundDelivery>
+  readonly deliveries: ReadonlyMap<string, InboundDelivery>
   readonly cuts: ReadonlySet<string>
   readonly isolated: ReadonlySet<string>
   readonly sideOf: ReadonlyMap<string, number>
@@ -44,16 +44,16 @@ const isOpen = (state: HubState, from: string, to: string): boolean => {
 const sidesMap = (sides: ReadonlyArray<ReadonlyArray<string>>) =>
   new Map(sides.flatMap((side, index) => side.map((node) => [node, index] as const)))
 
-const withInbox = (state: HubState, node: string, inbox: InboundDelivery | undefined): HubState => {
-  const inboxes = new Map(state.inboxes)
-  if (inbox === undefined) inboxes.delete(node)
-  else inboxes.set(node, inbox)
-  return { ...state, inboxes }
+const withDelivery = (state: HubState, node: string, delivery: InboundDelivery | undefined): HubState => {
+  const deliveries = new Map(state.deliveries)
+  if (delivery === undefined) deliveries.delete(node)
+  else deliveries.set(node, delivery)
+  return { ...state, deliveries }
 }
 
 /** A fresh hub with no members and no faults (an Effect value: `yield* MemoryNetwork.make`). */
 const make: Effect.Effect<MemoryNetwork> = Effect.map(
-  Ref.make<HubState>({ inboxes: new Map(), ...healthy }),
+  Ref.make<HubState>({ deliveries: new Map(), ...healthy }),
   (state): MemoryNetwork => ({
     cut: (from, to) => Ref.update(state, (s) => ({ ...s, cuts: new Set(s.cuts).add(linkKey(from, to)) })),
     partition: (sides) => Ref.update(state, (s) => ({ ...s, sideOf: sidesMap(sides) })),
@@ -61,15 +61,15 @@ const make: Effect.Effect<MemoryNetwork> = Effect.map(
     heal: () => Ref.update(state, (s) => ({ ...s, ...healthy })),
     deliver: (message) =>
       Effect.flatMap(Ref.get(state), (s) => {
-        const inbox = s.inboxes.get(message.to)
-        if (inbox === undefined) return Effect.succeed(false)
+        const delivery = s.deliveries.get(message.to)
+        if (delivery === undefined) return Effect.succeed(false)
         if (!isOpen(s, message.from, message.to)) return Effect.succeed(true)
-        inbox.offer({ _tag: "Message", message })
+        delivery.offer({ _tag: "Message", message })
         return Effect.succeed(true)
       }),
-    register: (node, inbox) => Ref.update(state, (s) => withInbox(s, node, inbox)),
-    unregister: (node, inbox) =>
-      Ref.update(state, (s) => (s.inboxes.get(node) === inbox ? withInbox(s, node, undefined) : s))
+    register: (node, delivery) => Ref.update(state, (s) => withDelivery(s, node, delivery)),
+    unregister: (node, delivery) =>
+      Ref.update(state, (s) => (s.deliveries.get(node) === delivery ? withDelivery(s, node, undefined) : s))
   })
 )
 
@@ -90,27 +90,27 @@ const layer = (
     Effect.gen(function*() {
       // A Mailbox, as in TcpTransport: a Queue's linked list promotes every message (RaftNode's inbox).
       const waiting = yield* Mailbox.make<Inbound>({ capacity: options?.inboundCapacityMax ?? 4096, strategy: "sliding" })
-      const inbox = new InboundDelivery(waiting)
-      yield* Effect.acquireRelease(network.register(self, inbox), () => network.unregister(self, inbox))
+      const delivery = new InboundDelivery(waiting)
+      yield* Effect.acquireRelease(network.register(self, delivery), () => network.unregister(self, delivery))
       const down = yield* Ref.make<ReadonlySet<string>>(new Set())
       const sendOne = (message: Message) =>
-        Effect.flatMap(network.deliver(message), (delivered) => track(inbox, down, message.to, delivered))
+        Effect.flatMap(network.deliver(message), (delivered) => track(delivery, down, message.to, delivered))
       return {
         send: (messages: ReadonlyArray<Message>) => Effect.forEach(messages, sendOne, { discard: true }),
         inbound: Mailbox.toStream(waiting),
-        deliverTo: (sink: (inbound: Inbound) => void) => inbox.deliverTo(sink)
+        deliverTo: (sink: (inbound: Inbound) => void) => delivery.deliverTo(sink)
       }
     })
   )
 
 /** Records whether `peer` is reachable, reporting PeerDown on the transition to unreachable. */
-const track = (inbox: InboundDelivery, down: Ref.Ref<ReadonlySet<string>>, peer: string, reached: boolean) =>
+const track = (delivery: InboundDelivery, down: Ref.Ref<ReadonlySet<string>>, peer: string, reached: boolean) =>
   Effect.flatMap(
     Ref.modify(down, (set): [boolean, ReadonlySet<string>] => {
       if (reached) return [false, set.has(peer) ? withoutPeer(set, peer) : set]
       return set.has(peer) ? [false, set] : [true, new Set(set).add(peer)]
     }),
-    (wentDown) => (wentDown ? Effect.sync(() => inbox.offer({ _tag: "PeerDown", peer })) : Effect.void)
+    (wentDown) => (wentDown ? Effect.sync(() => delivery.offer({ _tag: "PeerDown", peer })) : Effect.void)
   )
 
 const withoutPeer = (set: ReadonlySet<string>, peer: string): ReadonlySet<string> => {
