@@ -1,6 +1,6 @@
-import { Effect, Layer, Mailbox, Ref } from "effect"
+import { Effect, Layer, Ref } from "effect"
 import type { Message } from "../domain/raft/messages.js"
-import { type Inbound, InboundDelivery, Transport } from "./Transport.js"
+import { InboundDelivery, Transport } from "./Transport.js"
 
 /**
  * An in-process network for testing node actors together: each member's transport registers its
@@ -88,17 +88,15 @@ const layer = (
   Layer.scoped(
     Transport,
     Effect.gen(function*() {
-      // A Mailbox, as in TcpTransport: a Queue's linked list promotes every message (RaftNode's inbox).
-      const waiting = yield* Mailbox.make<Inbound>({ capacity: options?.inboundCapacityMax ?? 4096, strategy: "sliding" })
-      const delivery = new InboundDelivery(waiting)
+      const delivery = yield* InboundDelivery.make(options?.inboundCapacityMax ?? 4096)
       yield* Effect.acquireRelease(network.register(self, delivery), () => network.unregister(self, delivery))
       const down = yield* Ref.make<ReadonlySet<string>>(new Set())
       const sendOne = (message: Message) =>
         Effect.flatMap(network.deliver(message), (delivered) => track(delivery, down, message.to, delivered))
       return {
         send: (messages: ReadonlyArray<Message>) => Effect.forEach(messages, sendOne, { discard: true }),
-        inbound: Mailbox.toStream(waiting),
-        deliverTo: (sink: (inbound: Inbound) => void) => delivery.deliverTo(sink)
+        inbound: delivery.inbound,
+        deliverTo: delivery.deliverTo
       }
     })
   )

@@ -16,7 +16,7 @@ import {
 import type { Message } from "../domain/raft/messages.js"
 import { FrameDecoder, frameBytesMaxDefault, type FrameTooLarge, frameHeader } from "./frame.js"
 import { type Address, awaitClose, connect, listen, parseAddress, readChunk, SocketError, writeAll } from "./socket.js"
-import { type Inbound, InboundDelivery, Transport } from "./Transport.js"
+import { InboundDelivery, Transport } from "./Transport.js"
 import { delayMsOf, type Faults, isBlocked, makeControl, noFaults, TransportControl } from "./TransportControl.js"
 import { type Codec, decodeHello, decodeMessage, encodeHello, encodeMessage, type Hello, jsonCodec } from "./wire.js"
 
@@ -103,7 +103,7 @@ const settingsOf = (options: TcpTransportOptions): Settings => ({
 /** What the fibers of one transport share. `faults` is undefined unless injection is on. */
 interface Env {
   readonly settings: Settings
-  readonly inbound: InboundDelivery
+  readonly delivery: InboundDelivery
   readonly faults: Ref.Ref<Faults> | undefined
   /** Nodes of other groups already refused, so each is warned about once, not per retry. */
   readonly refused: Ref.Ref<ReadonlySet<string>>
@@ -125,30 +125,20 @@ export const layer = (
 const make = (options: TcpTransportOptions) =>
   Effect.gen(function*() {
     const settings = settingsOf(options)
-    // Mailboxes (arrays), not Queues, for every message in and out: see the actor's inbox.
-    const waiting = yield* Effect.acquireRelease(
-      Mailbox.make<Inbound>({ capacity: settings.inboundCapacityMax, strategy: "sliding" }),
-      (mailbox) => mailbox.shutdown
-    )
-    const inbound = new InboundDelivery(waiting)
+    const delivery = yield* InboundDelivery.make(settings.inboundCapacityMax)
     const faults = options.faultInjection === true ? yield* Ref.make(noFaults) : undefined
     const run = yield* FiberSet.makeRuntime<never>()
     // The runtime keeps the flags of where the layer is built, perhaps an uninterruptible
     // acquire; connection fibers must stay interruptible so closing the layer stops them.
     const fork = (effect: Effect.Effect<void>) => void run(Effect.interruptible(effect))
     const refused = yield* Ref.make<ReadonlySet<string>>(new Set())
-    const env: Env = { settings, inbound, faults, refused, fork }
+    const env: Env = { settings, delivery, faults, refused, fork }
     yield* listen(settings.listen, (socket) => env.fork(serve(env, socket))).pipe(
       Effect.mapError((error) => new TransportListenError({ ...settings.listen, reason: error.reason }))
     )
     yield* Effect.logDebug(`listening on ${settings.listen.host}:${settings.listen.port}`)
     const send = yield* makeSend(env)
-    const transport = {
-      send,
-      inbound: Mailbox.toStream(waiting),
-      deliverTo: (sink: (inbound: Inbound) => void) => inbound.deliverTo(sink)
-    }
-    return Context.make(Transport, transport).pipe(
+    return Context.make(Transport, { send, inbound: delivery.inbound, deliverTo: delivery.deliverTo }).pipe(
       Context.add(TransportControl, makeControl(faults))
     )
   }).pipe(Effect.annotateLogs({ node: options.self, component: "transport" }))
@@ -229,6 +219,7 @@ const byPeer = (messages: ReadonlyArray<Message>): Map<string, Array<Message>> =
   return groups
 }
 
+// A Mailbox (an array), not a Queue, as for what arrives: see InboundDelivery.
 const addLink = (env: Env, links: Map<string, Link>, peer: string) =>
   Effect.map(Mailbox.make<Outgoing>({ capacity: env.settings.peerQueueCapacityMax, strategy: "sliding" }), (queue) => {
     const link: Link = { queue, socket: undefined, holding: false }
@@ -289,7 +280,7 @@ const markDown = (env: Env, peer: string, status: Ref.Ref<LinkStatus>) =>
   Effect.flatMap(Ref.getAndSet(status, "down"), (previous) =>
     previous === "down"
       ? Effect.void
-      : Effect.zipRight(Effect.sync(() => env.inbound.offer({ _tag: "PeerDown", peer })), Effect.logInfo("peer unreachable")))
+      : Effect.zipRight(Effect.sync(() => env.delivery.offer({ _tag: "PeerDown", peer })), Effect.logInfo("peer unreachable")))
 
 const framed = (payload: Buffer): Array<Buffer> => [frameHeader(payload.length), payload]
 
@@ -409,7 +400,7 @@ const deliver = (env: Env, peer: string, frames: ReadonlyArray<Buffer>) =>
     if (ours.length < messages.length) {
       yield* Effect.logDebug(`dropped ${messages.length - ours.length} messages of another group from ${peer}`)
     }
-    for (const message of ours) env.inbound.offer({ _tag: "Message", message })
+    for (const message of ours) env.delivery.offer({ _tag: "Message", message })
   })
 
 /**

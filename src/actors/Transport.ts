@@ -1,4 +1,4 @@
-import { Context, Effect, type Mailbox, type Scope, type Stream } from "effect"
+import { Context, Effect, Mailbox, type Scope, type Stream } from "effect"
 import type { Message } from "../domain/raft/messages.js"
 
 /** What the transport reports to the node: a message, or that a peer's connection closed. */
@@ -26,11 +26,26 @@ export class Transport extends Context.Tag("cluster_mgr/Transport")<
   }
 >() {}
 
-/** Where a transport puts what it received: the attached sink, else the mailbox. */
+/**
+ * Where a transport puts what it received: the attached sink, else the mailbox that `inbound`
+ * reads. A Mailbox (an array), not a Queue: a Queue's linked list promotes every message to V8's
+ * old generation (see RaftNode's inbox). `inbound` and `deliverTo` are the Transport's own.
+ */
 export class InboundDelivery {
   private sink: ((inbound: Inbound) => void) | undefined = undefined
+  readonly inbound: Stream.Stream<Inbound>
 
-  constructor(readonly mailbox: Mailbox.Mailbox<Inbound>) {}
+  private constructor(private readonly mailbox: Mailbox.Mailbox<Inbound>) {
+    this.inbound = Mailbox.toStream(mailbox)
+  }
+
+  /** Holds at most `capacity` messages while no sink is attached, dropping the oldest; shut down with the scope. */
+  static make(capacity: number): Effect.Effect<InboundDelivery, never, Scope.Scope> {
+    return Effect.map(
+      Effect.acquireRelease(Mailbox.make<Inbound>({ capacity, strategy: "sliding" }), (mailbox) => mailbox.shutdown),
+      (mailbox) => new InboundDelivery(mailbox)
+    )
+  }
 
   offer(inbound: Inbound): void {
     if (this.sink !== undefined) this.sink(inbound)
@@ -38,8 +53,8 @@ export class InboundDelivery {
   }
 
   /** Transport.deliverTo. The sink is set before the mailbox is emptied, so nothing stays behind. */
-  deliverTo(sink: (inbound: Inbound) => void): Effect.Effect<void, never, Scope.Scope> {
-    return Effect.acquireRelease(
+  readonly deliverTo = (sink: (inbound: Inbound) => void): Effect.Effect<void, never, Scope.Scope> =>
+    Effect.acquireRelease(
       Effect.zipRight(
         Effect.sync(() => {
           this.sink = sink
@@ -54,5 +69,4 @@ export class InboundDelivery {
           if (this.sink === sink) this.sink = undefined
         })
     )
-  }
 }
