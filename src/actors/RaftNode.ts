@@ -343,7 +343,10 @@ class Actor {
       Effect.orDie,
       Effect.map(() => {
         const last = ready.entries.at(-1)
-        if (last) this.core.persisted(last.index, last.term)
+        if (last) {
+          this.core.persisted(last.index, last.term)
+          metrics.persistEntries.unsafeUpdate(ready.entries.length, [])
+        }
       })
     )
   }
@@ -355,8 +358,10 @@ class Actor {
         this.failProposalsUpTo(ready.snapshotToApply.meta.index)
       }
       if (ready.committed.length > 0) {
-        const applied = this.sm.apply(ready.committed)
-        for (const entry of ready.committed) this.settleProposal(entry.index, entry.term, applied)
+        // Proposers are answered before this node's journal write (StateMachine.apply).
+        const applied = this.sm.apply(ready.committed, (fresh) => {
+          for (const entry of ready.committed) this.settleProposal(entry.index, entry.term, fresh)
+        })
         if (applied.length > 0) yield* PubSub.publishAll(this.appliedHub, applied)
         metrics.appliedIndex.unsafeUpdate(this.sm.appliedIndex(), [])
         metrics.commitIndex.unsafeUpdate(this.core.commitIndex(), [])

@@ -106,10 +106,19 @@ export class StateMachine {
     return this.journal.journalHead()
   }
 
-  /** Applies entries in order, skipping any at or below the applied index (replay after restart). */
-  apply(entries: ReadonlyArray<Entry>): Array<AppliedEntry> {
+  /**
+   * Applies entries in order, skipping any at or below the applied index (replay after restart).
+   * `beforeJournal` is called with what was applied once the state holds it, before the
+   * journal's write: a leader answers its clients there. Their entries are committed (durable on
+   * a majority), which is what the answer says; the journal is derived from them, and a node
+   * that stops before its write applies them again from its Raft log when it restarts.
+   */
+  apply(entries: ReadonlyArray<Entry>, beforeJournal?: (applied: ReadonlyArray<AppliedEntry>) => void): Array<AppliedEntry> {
     const fresh = entries.filter((e) => e.index > this.journal.appliedIndex())
-    if (fresh.length === 0) return []
+    if (fresh.length === 0) {
+      beforeJournal?.([])
+      return []
+    }
     const rows: Array<JournalInput> = []
     const out: Array<AppliedEntry> = []
     let s = this.current
@@ -122,8 +131,9 @@ export class StateMachine {
       s = state
       out.push({ index: entry.index, term: entry.term, events })
     }
-    this.journal.append(rows, fresh[fresh.length - 1].index)
     this.current = s
+    beforeJournal?.(out)
+    this.journal.append(rows, fresh[fresh.length - 1].index)
     this.pruner.step(this.lastAt, rows.length)
     return out
   }

@@ -10,6 +10,11 @@ export const metrics = {
   appliedIndex: Metric.gauge("cluster_mgr_raft_applied_index", { description: "Last applied log index" }),
   commitIndex: Metric.gauge("cluster_mgr_raft_commit_index", { description: "Last committed log index" }),
   proposals: Metric.counter("cluster_mgr_raft_proposals_total", { description: "Commands proposed by this node" }),
+  persistEntries: Metric.histogram(
+    "cluster_mgr_raft_persist_entries",
+    MetricBoundaries.exponential({ start: 1, factor: 2, count: 12 }),
+    "Log entries per raft.db write (one transaction, one fsync): how well proposals and appends share a write"
+  ),
   elections: Metric.counter("cluster_mgr_raft_elections_won_total", { description: "Times this node became leader" }),
   jobs: Metric.counter("cluster_mgr_jobs_total", { description: "Jobs by final or accepted status" }),
   requests: Metric.counter("cluster_mgr_http_requests_total", { description: "Emit requests by job_type and outcome" }),

@@ -5,6 +5,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { decodeImage, encodeImage, encodeImageBySchema, StateMachine } from "../../src/actors/StateMachine.js"
 import type { Event } from "../../src/domain/events.js"
+import { encodeCommand } from "../../src/domain/jobs.js"
 import { fold, recentJobsKept, toJson } from "../../src/domain/state.js"
 import { awaitLeader, makeInProcessGroup } from "../../src/inProcess.js"
 import { decodeEvent, Journal, type JournalInput } from "../../src/storage/Journal.js"
@@ -97,6 +98,37 @@ describe("StateMachine recovery", () => {
     )
     expect(JSON.parse(encodeImage(image))).toEqual(JSON.parse(encodeImageBySchema(image)))
     expect(decodeImage(encodeImage(image))).toEqual(image)
+  })
+})
+
+describe("StateMachine.apply", () => {
+  it("hands what it applied to beforeJournal once the state holds it and before the journal has it; entries applied before are skipped", () => {
+    const journal = Journal.open(path.join(fs.mkdtempSync(path.join(os.tmpdir(), "cm-smapply-")), "journal.db"))
+    const sm = new StateMachine(journal)
+    const submit = (at: number) => ({
+      _tag: "Command" as const,
+      data: encodeCommand({ _tag: "SubmitJob", jobType: "raft_mission", userName: "u", paras: { task_type: "add_peer", peer: "p:1" }, at })
+    })
+    const entries = [1, 2].map((index) => ({ index, term: 1, payload: submit(index) }))
+    const seen: Array<{ ids: Array<string>; jobsInState: number; journalRows: number; applied: number }> = []
+    const out = sm.apply(entries, (applied) =>
+      seen.push({
+        ids: applied.flatMap((a) => a.events.map((e) => ("jobId" in e ? e.jobId : ""))),
+        jobsInState: HashMap.size(sm.state.jobs),
+        journalRows: journal.rows().length,
+        applied: sm.appliedIndex()
+      })
+    )
+    expect(seen).toEqual([{ ids: ["1", "2"], jobsInState: 2, journalRows: 0, applied: 0 }])
+    expect(out.map((a) => a.index)).toEqual([1, 2])
+    expect(journal.rows().map((r) => r.jobId)).toEqual(["1", "2"])
+    expect(sm.appliedIndex()).toBe(2)
+    // Replayed entries (already applied) apply nothing, and beforeJournal still hears it.
+    const again: Array<number> = []
+    expect(sm.apply(entries, (applied) => again.push(applied.length))).toEqual([])
+    expect(again).toEqual([0])
+    expect(journal.rows().length).toBe(2)
+    journal.close()
   })
 })
 

@@ -1,9 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
 import Database from "better-sqlite3"
+import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { genesisHash, Journal, type JournalInput } from "../../src/storage/Journal.js"
+import { genesisHash, Journal, type JournalInput, rowHash } from "../../src/storage/Journal.js"
 import { accepted } from "../support/jobEvents.js"
 
 const file = () => path.join(fs.mkdtempSync(path.join(os.tmpdir(), "cm-journal-")), "journal.db")
@@ -12,6 +13,13 @@ const rowsFrom = (first: number, count: number): Array<JournalInput> =>
   Array.from({ length: count }, (_, i) => ({ event: accepted(first + i), logIndex: first + i, logTerm: 1, at: 1, userName: "u" }))
 
 describe("Journal storage", () => {
+  it("a row's hash is SHA-256 of the previous hash and its fields, one per line (the chain audit checks)", () => {
+    const row = { seq: 7, logIndex: 12, logTerm: 3, at: 1732636800000, jobId: null, userName: "ü", type: "LeaderElected", event: "{\"v\":1}" }
+    const text = `${genesisHash}\n7\n12\n3\n1732636800000\n\nü\nLeaderElected\n{"v":1}`
+    expect(rowHash(genesisHash, row)).toBe(createHash("sha256").update(text).digest("hex"))
+  })
+
+
   it("an append writes its rows and the applied index, not the base image (sm_base)", () => {
     const f = file()
     const journal = Journal.open(f)
