@@ -4,8 +4,9 @@
  * 1. A real 3-process cluster_mgr group on 127.0.0.1 (free ports, temp data dirs, default
  *    settings: fsync on). Closed-loop clients over HTTP keep-alive at concurrency 1, 16, 64 for
  *    BENCH_SECONDS (default 5) each: Emit raft_mission transfer_leader jobs naming the current
- *    leader, counting replies with status "accept" (the job is committed before that reply; the
- *    leader's job scheduler then runs it, two more commits, a no-op while that node still leads).
+ *    leader, counting replies with status "accept" (the job is committed before that reply). A
+ *    transfer to the leader itself is done at acceptance: one log entry per job, as a put is
+ *    one for etcd.
  * 2. Failover: at concurrency 16, kill -9 the leader BENCH_KILLS times (default 10), timing
  *    kill -> first accepted job sent after the kill and accepted by a survivor; the killed node
  *    is restarted and has rejoined before the next kill.
@@ -28,9 +29,9 @@
  *
  * Knobs (env): BENCH_SECONDS, BENCH_WARMUP_SECONDS (default 5: load at c=16 before the first level, not counted), BENCH_KILLS (0: no failover), BENCH_LEVELS ("1,16,64"),
  * BENCH_ETCD=0 (skip etcd), BENCH_OPS=0 (skip the operations), BENCH_TRANSFERS, BENCH_PAUSES,
- * BENCH_FILL (accepted jobs; a job adds one to three log entries, as the scheduler's commits
- * batch, so the restart and add_peer rows name the index they ran at: BENCH_FILL=1000000 puts
- * add_peer behind well over 1,000,000 entries), and for experiments on cluster_mgr:
+ * BENCH_FILL (accepted jobs, one log entry each; the restart and add_peer rows name the index
+ * they ran at, a little above it after the leader changes of the operations: BENCH_FILL=1000000
+ * puts add_peer behind over 1,000,000 entries), and for experiments on cluster_mgr:
  * BENCH_CM_CNF ("key=value,..." appended to each cnf), BENCH_CM_NODE_ARGS (node flags, e.g.
  * "--cpu-prof --cpu-prof-dir=D"), BENCH_CM_BIN (another checkout's bin/cluster_mgr.mjs, for A/B
  * runs).

@@ -142,6 +142,15 @@ describe("cluster_mgr processes", () => {
     const after = await waitForLeader(nodes)
     expect(after.leader).toBe(view.leader)
     expect(after.term).toBe(view.term)
+
+    // Every node counts its raft.db writes and the entries they carried (group commit).
+    for (const node of nodes) {
+      const text = (await request("GET", node.http, "/metrics")).text
+      const value = (name: string) => Number(text.match(new RegExp(`^${name} (\\S+)$`, "m"))?.[1])
+      const writes = value("cluster_mgr_raft_persist_entries_count")
+      expect(writes).toBeGreaterThanOrEqual(1)
+      expect(value("cluster_mgr_raft_persist_entries_sum")).toBeGreaterThanOrEqual(writes)
+    }
   }, 60_000)
 
   it("after kill -9 of the leader a new leader serves Emit, every acknowledged job keeps its status (also those old enough to be read from the journal), and job ids keep increasing", async ({ h }) => {
