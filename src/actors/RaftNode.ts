@@ -501,8 +501,6 @@ export const makeRaftNode = (settings: RaftNodeSettings) =>
     const actor = new Actor(core, sm, log, settings, transport, leadership, appliedHub, diskDelayMs)
     actor.offerTick = () => void inbox.unsafeOffer({ _tag: "Tick" })
     yield* Effect.addFinalizer(() => Effect.sync(() => actor.stopWakeUp()))
-    // The writer thread boots while the journal and the log are read; start once it is up.
-    yield* Effect.orDie(log.ready)
     const annotate = <A, E, R>(eff: Effect.Effect<A, E, R>) =>
       Effect.annotateLogs(eff, { node: settings.raft.id })
 

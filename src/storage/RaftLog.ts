@@ -21,7 +21,8 @@ import { type FromWriter, isNothingToPersist, type ToWriter, type WriterData, ty
  * - "worker": each Ready's transaction (and its fsync) runs on a writer thread while the event
  *   loop goes on serving HTTP and peers; the actor waits for the commit before it goes on. The
  *   default of a cluster_mgr process (node.ts): 1.2-3x the accepted jobs/s of "sync" at
- *   concurrency 16-64 in bench/emit.ts, for about 10 MB more RSS (the thread's V8 isolate).
+ *   concurrency 16-64 in bench/emit.ts, for about 10 MB more RSS (the thread's V8 isolate) on
+ *   a node that has led: the thread starts with a leader's first write (WorkerRaftLog).
  * - "sync": inline on the actor's thread, blocking the event loop for the fsync. The default
  *   of in-process groups (inProcess.ts), whose members share one event loop: there the thread
  *   did not pay (bench/raft.ts: even at 16 proposers, slower at 256, and more elections with
@@ -57,10 +58,11 @@ export interface RaftLog {
   /** Set when the mode asked for could not be used (said at start by the node's log). */
   readonly note: string | undefined
   /**
-   * Succeeds once the log can take writes (the writer thread opened raft.db): a node waits for
-   * it before it starts, so its first vote or append does not wait for the thread to boot.
+   * Starts the writer thread now, rather than with the first write that asks for it (a leader's),
+   * and succeeds once it has opened raft.db; fails if it cannot (writes then stay inline).
+   * Nothing to do in "sync" mode.
    */
-  readonly ready: Effect.Effect<void, PersistenceError>
+  readonly startWriter: Effect.Effect<void, PersistenceError>
   /** What a restarted node resumes from (start-up only: before the first persist). */
   load(): Persisted | undefined
   /** Initialises an empty store (start-up only: before the first persist). */
@@ -87,7 +89,7 @@ export const syncRaftLog = (storage: RaftStorage, note?: string): RaftLog => ({
   path: storage.path,
   mode: "sync",
   note,
-  ready: Effect.void,
+  startWriter: Effect.void,
   load: () => storage.load(),
   bootstrap: (persisted) => storage.bootstrap(persisted),
   persist: (ready) => attempt(() => storage.persist(ready)),
@@ -134,7 +136,7 @@ const tsxApiUrl = (): string => {
   return pathToFileURL(fs.existsSync(mjs) ? mjs : cjs).href
 }
 
-const startWriter = (entry: URL, data: WriterData): Worker => {
+const spawnWriter = (entry: URL, data: WriterData): Worker => {
   if (!entry.pathname.endsWith(".ts")) return new Worker(entry, { workerData: data })
   const boot = `import(${JSON.stringify(tsxApiUrl())}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry.href)}) })`
   return new Worker(boot, { eval: true, workerData: data })
@@ -160,6 +162,13 @@ type Reply = Extract<FromWriter, { _tag: "Done" }>
  * costs a wake-up of each thread (about 40 us of CPU each on the 2-core VM). Measured with
  * bench/emit.ts's load (3 processes, interleaved runs): CPU per accepted job at concurrency 16
  * 0.634-0.650 -> 0.556-0.569 ms, at 64 0.417-0.461 -> 0.392-0.405 ms.
+ *
+ * So the thread starts with the first write that asks for it, a leader's (or `startWriter`): a
+ * node that never leads never pays its isolate (about 9 MB of RSS). Until it has opened raft.db
+ * those writes too run inline, so a new leader's first writes do not wait for it to boot. A
+ * thread that fails before it took any write (it could not open the file, its module did not
+ * load) leaves every write inline, said once in the node's log; one that fails after is not
+ * trusted again, nor is anything else written (see fail).
  */
 class WorkerRaftLog implements RaftLog {
   readonly mode = "worker" as const
@@ -168,30 +177,28 @@ class WorkerRaftLog implements RaftLog {
   private readonly local: RaftStorage
   /** Set by the first persist: start-up reads and the bootstrap are over. */
   private started = false
-  private readonly worker: Worker
+  private worker: Worker | undefined
   private readonly pending = new Map<number, (reply: Reply) => void>()
   private seq = 0
   /** Once set, every request fails with it: a writer that failed once is not trusted again. */
   private failure: PersistenceError | undefined
+  /** Set when the thread failed before it took a write: every write stays inline. */
+  private unusable: PersistenceError | undefined
+  /** Whether the node's log was told about `unusable`. */
+  private unusableSaid = false
   private closing = false
   private opened = false
   private readonly onOpen: Array<() => void> = []
   private exited = false
   private readonly onExit: Array<() => void> = []
 
-  constructor(storage: RaftStorage, entry: URL, data: WriterData) {
+  constructor(
+    storage: RaftStorage,
+    private readonly entry: URL,
+    private readonly data: WriterData
+  ) {
     this.path = storage.path
     this.local = storage
-    this.worker = startWriter(entry, data)
-    // Idle, the thread does not keep the process alive; a request in flight does (see call).
-    this.worker.unref()
-    this.worker.on("message", (m: FromWriter) => this.received(m))
-    this.worker.on("error", (e) => this.fail(`raft.db writer thread failed: ${e instanceof Error ? e.message : String(e)}`, e))
-    this.worker.on("exit", (code) => {
-      this.exited = true
-      if (!this.closing) this.fail(`raft.db writer thread exited (code ${code})`)
-      for (const k of this.onExit.splice(0)) k()
-    })
   }
 
   load(): Persisted | undefined {
@@ -206,11 +213,16 @@ class WorkerRaftLog implements RaftLog {
     // An empty Ready must not cost an fsync.
     if (isNothingToPersist(ready)) return Effect.void
     return Effect.suspend(() => {
-      if (inline && this.failure === undefined && !this.closing && this.pending.size === 0) {
-        return attempt(() => {
+      if (!inline && this.worker === undefined && this.unusable === undefined && !this.closing) this.startThread()
+      const onThread = !inline && this.opened && this.unusable === undefined
+      if (!onThread && this.failure === undefined && !this.closing && this.pending.size === 0) {
+        const write = attempt(() => {
           this.endStartup()
           this.local.persist(ready)
         })
+        if (this.unusable === undefined || this.unusableSaid) return write
+        this.unusableSaid = true
+        return Effect.zipRight(Effect.logWarning(`${this.unusable.reason}: persisting on the main thread`), write)
       }
       let request
       try {
@@ -225,32 +237,41 @@ class WorkerRaftLog implements RaftLog {
     })
   }
 
-  readonly ready: Effect.Effect<void, PersistenceError> = Effect.async<void, PersistenceError>((resume) => {
+  readonly startWriter: Effect.Effect<void, PersistenceError> = Effect.async<void, PersistenceError>((resume) => {
     const settle = () => {
-      if (this.failure !== undefined) return resume(Effect.fail(this.failure))
-      resume(Effect.void)
+      const failure = this.failure ?? this.unusable
+      resume(failure === undefined ? Effect.void : Effect.fail(failure))
     }
-    if (this.opened || this.failure !== undefined) return settle()
-    this.worker.ref()
+    if (this.worker === undefined && this.unusable === undefined && !this.closing) this.startThread()
+    const worker = this.worker
+    if (worker === undefined || this.opened || this.failure !== undefined || this.unusable !== undefined) return settle()
+    worker.ref()
     this.onOpen.push(() => {
-      if (this.pending.size === 0 && !this.closing) this.worker.unref()
+      if (this.pending.size === 0 && !this.closing) worker.unref()
       settle()
     })
   })
 
   readonly pragmas: Effect.Effect<StoragePragmas, PersistenceError> = Effect.suspend(() =>
-    Effect.map(this.call("pragmas", (id) => ({ _tag: "Pragmas", id })), (r) => r.value as StoragePragmas)
+    // Before the thread opened raft.db the main thread's connection writes, configured alike.
+    this.opened && this.unusable === undefined
+      ? Effect.map(this.call("pragmas", (id) => ({ _tag: "Pragmas", id })), (r) => r.value as StoragePragmas)
+      : attempt(() => this.local.pragmas())
   )
 
   readonly close: Effect.Effect<void> = Effect.suspend(() => {
     // Nothing is written inline meanwhile: the actor stopped before its log is closed.
     this.local.close()
-    if (this.exited) return Effect.void
+    const worker = this.worker
+    if (worker === undefined || this.exited) {
+      this.closing = true
+      return Effect.void
+    }
     if (!this.closing) {
       this.closing = true
       // Queued after any request in flight: the thread finishes it, then closes.
-      this.worker.ref()
-      this.worker.postMessage({ _tag: "Close" } satisfies ToWriter)
+      worker.ref()
+      worker.postMessage({ _tag: "Close" } satisfies ToWriter)
     }
     return Effect.async<void>((resume) => {
       if (this.exited) return resume(Effect.void)
@@ -258,7 +279,7 @@ class WorkerRaftLog implements RaftLog {
       // process's exit. Not worker.terminate(): ending a thread inside a better-sqlite3 call
       // aborts the whole process (a fatal V8 error when the addon throws in a dying isolate).
       const stuck = setTimeout(() => {
-        this.worker.unref()
+        worker.unref()
         resume(Effect.void)
       }, 10_000)
       this.onExit.push(() => {
@@ -267,6 +288,26 @@ class WorkerRaftLog implements RaftLog {
       })
     })
   })
+
+  private startThread(): void {
+    let worker: Worker
+    try {
+      worker = spawnWriter(this.entry, this.data)
+    } catch (error) {
+      this.unusable = new PersistenceError({ operation: "persist", reason: `raft.db writer thread did not start: ${String(error)}`, cause: error })
+      return
+    }
+    this.worker = worker
+    // Idle, the thread does not keep the process alive; a request in flight does (see call).
+    worker.unref()
+    worker.on("message", (m: FromWriter) => this.received(m))
+    worker.on("error", (e) => this.fail(`raft.db writer thread failed: ${e instanceof Error ? e.message : String(e)}`, e))
+    worker.on("exit", (code) => {
+      this.exited = true
+      if (!this.closing) this.fail(`raft.db writer thread exited (code ${code})`)
+      for (const k of this.onExit.splice(0)) k()
+    })
+  }
 
   private startupStore(operation: string): RaftStorage {
     if (this.started) {
@@ -286,16 +327,17 @@ class WorkerRaftLog implements RaftLog {
 
   private call(operation: string, make: (id: number) => ToWriter): Effect.Effect<Reply, PersistenceError> {
     return Effect.async<Reply, PersistenceError>((resume) => {
+      const worker = this.worker
       if (this.failure !== undefined) return resume(Effect.fail(this.failure))
-      if (this.closing) return resume(Effect.fail(new PersistenceError({ operation, reason: "raft.db is closed" })))
+      if (this.closing || worker === undefined) return resume(Effect.fail(new PersistenceError({ operation, reason: "raft.db is closed" })))
       const id = ++this.seq
       this.pending.set(id, (reply) => {
         if (reply.failure === undefined) return resume(Effect.succeed(reply))
         const error = fromFailure(operation, reply.failure)
         resume(error instanceof PersistenceError ? Effect.fail(error) : Effect.die(error))
       })
-      if (this.pending.size === 1) this.worker.ref()
-      this.worker.postMessage(make(id))
+      if (this.pending.size === 1) worker.ref()
+      worker.postMessage(make(id))
       // No canceller: a transaction cannot be called back. An interrupted caller (the node
       // stopping) leaves it to finish; close() waits for it.
     })
@@ -310,25 +352,34 @@ class WorkerRaftLog implements RaftLog {
       case "OpenFailed":
         this.fail(`raft.db writer thread could not open ${this.path}: ${message.failure.message}`)
         // Safe here (see close): the thread holds no connection and runs no SQLite call.
-        void this.worker.terminate()
+        void this.worker?.terminate()
         return
       case "Done": {
         const k = this.pending.get(message.id)
         this.pending.delete(message.id)
-        if (this.pending.size === 0 && !this.closing) this.worker.unref()
+        if (this.pending.size === 0 && !this.closing) this.worker?.unref()
         k?.(message)
         return
       }
     }
   }
 
-  /** The thread failed or ended: every request in flight and every later one fails. */
+  /**
+   * The thread failed or ended. Before it took any write nothing is lost: writes stay inline
+   * (`unusable`). After, the write in flight may or may not have landed: it and every later
+   * request fail, inline ones too, and the node stops acknowledging anything.
+   */
   private fail(reason: string, cause?: unknown): void {
-    this.failure ??= new PersistenceError({ operation: "persist", reason, cause })
-    const failure: WriterFailure = { invariant: false, message: this.failure.reason, code: undefined }
+    if (!this.opened || (this.seq === 0 && this.failure === undefined)) {
+      this.unusable ??= new PersistenceError({ operation: "persist", reason, cause })
+    } else {
+      this.failure ??= new PersistenceError({ operation: "persist", reason, cause })
+    }
+    const failure = this.failure ?? this.unusable!
+    const failed: WriterFailure = { invariant: false, message: failure.reason, code: undefined }
     const waiting = [...this.pending.entries()]
     this.pending.clear()
-    for (const [id, k] of waiting) k({ _tag: "Done", id, failure })
+    for (const [id, k] of waiting) k({ _tag: "Done", id, failure: failed })
     for (const k of this.onOpen.splice(0)) k()
   }
 }

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "@effect/vitest"
 import Database from "better-sqlite3"
-import { Cause, Effect, Exit, Fiber } from "effect"
+import { Cause, Effect, Exit, Fiber, Logger } from "effect"
 import * as fs from "node:fs"
 import type { Worker } from "node:worker_threads"
 import { PersistenceError, StorageInvariantViolation } from "../../src/storage/PersistenceError.js"
@@ -59,7 +59,7 @@ describe.each(["sync", "worker"] as const)("RaftLog (%s)", (mode) => {
       expect(log.mode).toBe(mode)
       expect(log.load()).toBeUndefined()
       log.bootstrap(fresh)
-      yield* log.ready
+      yield* log.startWriter
       for (const ready of readies) yield* log.persist(ready)
       yield* log.close
       const expected = reference()
@@ -145,7 +145,7 @@ describe("RaftLog on a writer thread", () => {
       const file = temp.dbPath()
       const log = open("worker", file)
       log.bootstrap(fresh)
-      yield* log.ready
+      yield* log.startWriter
       const worker = (log as unknown as { worker: Worker }).worker
       const post = worker.postMessage.bind(worker)
       let posted = 0
@@ -180,7 +180,7 @@ describe("RaftLog on a writer thread", () => {
       const file = temp.dbPath()
       const log = open("worker", file)
       log.bootstrap(fresh)
-      yield* log.ready
+      yield* log.startWriter
       const inFlight = yield* Effect.fork(log.persist({ ...nothing, entries: commands(1, 500, 1), hardState: { term: 1, vote: null, commit: 500 } }))
       yield* Effect.yieldNow()
       yield* log.close
@@ -196,6 +196,7 @@ describe("RaftLog on a writer thread", () => {
       const file = temp.dbPath()
       const log = open("worker", file, { busyTimeoutMs: 1000 })
       log.bootstrap(fresh)
+      yield* log.startWriter
       yield* log.persist({ ...nothing, entries: commands(1, 1, 1) })
       // The write in flight waits for a lock held here; meanwhile the thread reports an error
       // (as an uncaught exception or running out of memory would).
@@ -220,10 +221,11 @@ describe("RaftLog on a writer thread", () => {
     })
   )
 
-  it.live("when the thread is gone, every write fails with PersistenceError", () =>
+  it.live("when the thread is gone after it took a write, every write fails with PersistenceError", () =>
     Effect.gen(function* () {
       const log = open("worker")
       log.bootstrap(fresh)
+      yield* log.startWriter
       yield* log.persist({ ...nothing, entries: commands(1, 1, 1) })
       // Idle: ending it now is safe (see RaftLog.close).
       yield* Effect.promise(() => (log as unknown as { worker: Worker }).worker.terminate())
@@ -232,18 +234,57 @@ describe("RaftLog on a writer thread", () => {
     })
   )
 
-  it.live("a thread that cannot open raft.db fails `ready` (the node does not start) and every write", () =>
+  it.live("the thread starts with the first write that asks for it (a leader's); until it has opened raft.db those writes run inline", () =>
     Effect.gen(function* () {
       const file = temp.dbPath()
       const log = open("worker", file)
-      // Before the thread (still booting) opens it, the path becomes a directory.
-      fs.rmSync(file)
-      fs.mkdirSync(file)
-      const error = yield* Effect.flip(log.ready)
+      log.bootstrap(fresh)
+      const thread = () => (log as unknown as { worker: Worker | undefined }).worker
+      // A follower's writes never start it.
+      yield* log.persist({ ...nothing, entries: commands(1, 2, 1) }, true)
+      expect(thread()).toBeUndefined()
+      // A leader's first write starts it and lands at once, inline, while the thread boots.
+      yield* log.persist({ ...nothing, entries: commands(3, 4, 1) })
+      const worker = thread()
+      expect(worker).toBeDefined()
+      expect(loadFile(file)?.entries.map((e) => e.index)).toEqual([1, 2, 3, 4])
+      yield* log.startWriter
+      const post = worker!.postMessage.bind(worker)
+      let posted = 0
+      worker!.postMessage = (message: unknown) => {
+        posted++
+        post(message)
+      }
+      yield* log.persist({ ...nothing, entries: commands(5, 6, 1) })
+      expect(posted).toBe(1)
+      expect(thread()).toBe(worker)
+      yield* log.close
+      expect(loadFile(file)?.entries.map((e) => e.index)).toEqual([1, 2, 3, 4, 5, 6])
+    })
+  )
+
+  it.live("a thread that cannot open raft.db took no write: `startWriter` fails, and every write stays inline, said once in the log", () =>
+    Effect.gen(function* () {
+      const file = temp.dbPath()
+      const log = open("worker", file)
+      log.bootstrap(fresh)
+      yield* log.persist({ ...nothing, entries: commands(1, 1, 1) }, true)
+      // The thread opens the path given to it: make that a directory.
+      const directory = temp.dbPath()
+      fs.mkdirSync(directory)
+      ;(log as unknown as { data: { path: string } }).data.path = directory
+      const error = yield* Effect.flip(log.startWriter)
       expect(error).toBeInstanceOf(PersistenceError)
       expect(error.reason).toMatch(/could not open/)
-      log.bootstrap(fresh)
-      expect(yield* Effect.flip(log.persist({ ...nothing, entries: [command(1, 1)] }))).toBeInstanceOf(PersistenceError)
+      const logged: Array<string> = []
+      const logger = Logger.make(({ message }) => logged.push(String(message)))
+      for (let i = 2; i <= 4; i++) {
+        yield* log.persist({ ...nothing, entries: [command(i, 1)] }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+      }
+      expect(logged).toHaveLength(1)
+      expect(logged[0]).toMatch(/could not open .*: persisting on the main thread/)
+      yield* log.close
+      expect(loadFile(file)?.entries.map((e) => e.index)).toEqual([1, 2, 3, 4])
     })
   )
 

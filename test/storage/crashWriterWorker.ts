@@ -12,7 +12,8 @@ const log = openRaftLog(process.argv[2], { persist: "worker" })
 log.bootstrap(fresh)
 await Effect.runPromise(
   Effect.gen(function* () {
-    yield* log.ready
+    // The thread, not the first writes inline while it boots.
+    yield* log.startWriter
     for (let n = 0; n < BATCHES_MAX; n++) {
       const last = (n + 1) * BATCH
       yield* log.persist({
