@@ -1,4 +1,4 @@
-import { Metric, MetricBoundaries } from "effect"
+import { Metric, MetricBoundaries, MetricLabel } from "effect"
 
 /** Every metric the node exports, in one place; /metrics renders them for Prometheus. */
 export const metrics = {
@@ -27,4 +27,18 @@ export const metrics = {
     MetricBoundaries.exponential({ start: 0.0005, factor: 2, count: 16 }),
     "Emit request latency"
   )
+}
+
+/**
+ * Updates `metric` under fixed labels, for hot paths. `Metric.tagged` builds a new key and looks
+ * it up in the registry on every update (about 1.5 us, and garbage: 2% of a leader's CPU when
+ * every Emit request counted so), while an update with the same label array finds its key in
+ * the metric's own cache (about 10 ns). Same series either way.
+ */
+export const labelled = <Type, In, Out>(
+  metric: Metric.Metric<Type, In, Out>,
+  labels: Readonly<Record<string, string>>
+): ((input: In) => void) => {
+  const tags = Object.entries(labels).map(([key, value]) => MetricLabel.make(key, value))
+  return (input) => metric.unsafeUpdate(input, tags)
 }

@@ -1,8 +1,8 @@
-import { Cause, Clock, Duration, Effect, Either, Exit, HashMap, Metric, Option, Runtime } from "effect"
+import { Cause, Clock, Duration, Effect, Either, Exit, HashMap, Option, Runtime } from "effect"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { NodeHttpAddress } from "../actors/JobScheduler.js"
-import { metrics } from "../actors/metrics.js"
+import { labelled, metrics } from "../actors/metrics.js"
 import type { AppliedEntry } from "../actors/StateMachine.js"
 import { type RaftError, RaftNode, type RaftNodeApi } from "../actors/RaftNode.js"
 import { type Command, decodeCommand } from "../domain/emit/commands.js"
@@ -167,7 +167,7 @@ export const makeEmit = Effect.gen(function* () {
     if (Either.isLeft(command)) return { _tag: "Reply", reply: failure(command.left) }
     const jobType = request.right.job_type
     const counted = (reply: EmitReply): EmitReply => {
-      requestCounter(jobType, reply.status).unsafeUpdate(1, [])
+      countRequest(jobType, reply.status)
       return reply
     }
     if (isJobCommand(command.right)) {
@@ -224,18 +224,18 @@ export const makeEmit = Effect.gen(function* () {
   return { handle, serve, localStatus }
 })
 
-/** Tagged counters are made once per (job_type, status): tagging allocates and hashes each time. */
-const requestCounters = new Map<string, typeof metrics.requests>()
-const requestCounter = (jobType: string, status: string) => {
+/** One counter per (job_type, status), its labels resolved once (see `labelled`). */
+const requestCounters = new Map<string, (n: number) => void>()
+const countRequest = (jobType: string, status: string): void => {
   const key = `${jobType}\u0000${status}`
-  let counter = requestCounters.get(key)
-  if (counter === undefined) {
-    counter = Metric.tagged(Metric.tagged(metrics.requests, "job_type", jobType), "status", status)
-    requestCounters.set(key, counter)
+  let count = requestCounters.get(key)
+  if (count === undefined) {
+    count = labelled(metrics.requests, { job_type: jobType, status })
+    requestCounters.set(key, count)
   }
-  return counter
+  count(1)
 }
-const acceptedJobs = Metric.tagged(metrics.jobs, "status", "accepted")
+const countAccepted = labelled(metrics.jobs, { status: "accepted" })
 
 /**
  * A job this leader does not hold: never allocated (70003); or finished, out of the recent
@@ -265,7 +265,7 @@ const submittedReply = (exit: Exit.Exit<AppliedEntry, RaftError>): EmitReply => 
   }
   const event = exit.value.events.find((e) => e._tag === "JobAccepted")
   if (!event || event._tag !== "JobAccepted") return failure(new Internal({ info: "the job was not recorded" }))
-  acceptedJobs.unsafeUpdate(1, [])
+  countAccepted(1)
   return accepted(event.jobId)
 }
 

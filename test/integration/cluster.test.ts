@@ -143,14 +143,25 @@ describe("cluster_mgr processes", () => {
     expect(after.leader).toBe(view.leader)
     expect(after.term).toBe(view.term)
 
-    // Every node counts its raft.db writes and the entries they carried (group commit).
-    for (const node of nodes) {
+    // Every node counts its raft.db writes and the entries they carried (group commit); the
+    // leader counted the request (as the follower that forwarded it did) and the accepted job.
+    const metricsOf = async (node: ClusterNode) => {
       const text = (await request("GET", node.http, "/metrics")).text
-      const value = (name: string) => Number(text.match(new RegExp(`^${name} (\\S+)$`, "m"))?.[1])
+      return (series: string) => {
+        const line = text.split("\n").find((l) => l.startsWith(`${series} `))
+        return line === undefined ? NaN : Number(line.slice(series.length + 1))
+      }
+    }
+    for (const node of nodes) {
+      const value = await metricsOf(node)
       const writes = value("cluster_mgr_raft_persist_entries_count")
       expect(writes).toBeGreaterThanOrEqual(1)
       expect(value("cluster_mgr_raft_persist_entries_sum")).toBeGreaterThanOrEqual(writes)
     }
+    for (const node of [view.leader, f1]) {
+      expect((await metricsOf(node))(`cluster_mgr_http_requests_total{job_type="raft_mission",status="accept"}`)).toBe(1)
+    }
+    expect((await metricsOf(view.leader))(`cluster_mgr_jobs_total{status="accepted"}`)).toBe(1)
   }, 60_000)
 
   it("after kill -9 of the leader a new leader serves Emit, every acknowledged job keeps its status (also those old enough to be read from the journal), and job ids keep increasing", async ({ h }) => {
