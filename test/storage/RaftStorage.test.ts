@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from "@effect/vitest"
 import Database from "better-sqlite3"
 import { PersistenceError, StorageInvariantViolation } from "../../src/storage/PersistenceError.js"
+import { decodePayload, encodePayload, encodePayloadBySchema } from "../../src/storage/codec.js"
 import { openRaftStorage, type RaftStorage } from "../../src/storage/RaftStorage.js"
 import { command, commands, config, CRASH_BATCH, fresh, makeTempDirs, nothing, writeUntilKilled } from "./fixtures.js"
 
@@ -22,6 +23,20 @@ const bootstrapped = (file?: string) => {
   storage.bootstrap(fresh)
   return storage
 }
+
+describe("payload codec", () => {
+  it("a payload written as it is equals its Schema encoding, and decodes back, for every kind", () => {
+    const payloads = [
+      { _tag: "Command", data: "{\"_tag\":\"SubmitJob\"} héllo \u0000 ☃" },
+      { _tag: "Noop" },
+      { _tag: "Config", config: { voters: ["a:1", "b:1"], outgoing: ["c:1"], learners: [] } }
+    ] as const
+    for (const payload of payloads) {
+      expect(encodePayload(payload)).toBe(encodePayloadBySchema(payload))
+      expect(decodePayload(encodePayload(payload), 1)).toEqual(payload)
+    }
+  })
+})
 
 describe("bootstrap and load", () => {
   it("a store never bootstrapped loads as undefined", () => {
