@@ -1,6 +1,6 @@
 import * as HttpClient from "@effect/platform/HttpClient"
 import { Duration, Effect, Layer, Metric, Schema } from "effect"
-import { genesisHash, type Journal, JournalRow, rowHash } from "../storage/Journal.js"
+import { decodeEvent, genesisHash, type Journal, JournalRow, rowHash } from "../storage/Journal.js"
 import type { RaftStatus } from "../domain/raft/ready.js"
 import type { ClusterState } from "../domain/state.js"
 import { metrics } from "./metrics.js"
@@ -66,6 +66,36 @@ export const noteLeader = (seen: Map<string, string>, self: string, state: Clust
 }
 
 /**
+ * Leaders on this node's record, as (raft id, HTTP address): those of the newest LeaderElected
+ * events in its journal, and the one its base's image names (the state when the snapshot it
+ * joined from was taken). `noteLeader` sees only the leader of the moment, and `seen` starts empty
+ * after a restart: a node that restarts and takes the lead before its copy is done would
+ * otherwise know no one to ask, and its history would stay incomplete for good.
+ */
+export const leadersOnRecord = (journal: Journal): Array<readonly [string, string]> => {
+  const found: Array<readonly [string, string]> = []
+  for (const row of journal.newestOfType("LeaderElected", 16)) {
+    const event = decodeEvent(row.event)
+    if (event._tag === "LeaderElected") found.push([event.leader, event.http])
+  }
+  const image = journal.journalBase().state
+  if (image !== null) {
+    // Our own snapshot's image, checked when it was installed: only its leader is read here.
+    const state = (JSON.parse(image) as { state?: { leader?: unknown; leaderHttp?: unknown } }).state
+    if (typeof state?.leader === "string" && typeof state.leaderHttp === "string") found.push([state.leader, state.leaderHttp])
+  }
+  return found
+}
+
+/**
+ * The journal head at a copier's last look at `leadersOnRecord`: it looks again only once events
+ * were added, not on every idle pass.
+ */
+export interface RecordLookup {
+  checkedHead: number | undefined
+}
+
+/**
  * The addresses to ask, in order: the leader this node follows, then every other member whose
  * address it has seen lead (still a voter or learner). A leader that joined by snapshot and took
  * over before its copy was done thus asks the members that led before it.
@@ -104,14 +134,30 @@ const fetchPage = (client: HttpClient.HttpClient, journal: Journal, http: string
  * checked against the chain before it is stored. Then the node answers get_status for any job,
  * as the others do (StateMachine.job).
  */
-export const copyOnce = (node: RaftNodeApi, journal: Journal, client: HttpClient.HttpClient, seen: Map<string, string>) =>
+export const copyOnce = (
+  node: RaftNodeApi,
+  journal: Journal,
+  client: HttpClient.HttpClient,
+  seen: Map<string, string>,
+  record: RecordLookup = { checkedHead: undefined }
+) =>
   Effect.gen(function* () {
     const state = yield* node.localState
     noteLeader(seen, node.id, state)
     const need = yield* Effect.try(() => nextNeed(journal))
     yield* Metric.set(metrics.historyMissing, need?.toSeq ?? 0)
     if (need === undefined) return idlePause
-    for (const http of sourcesFor(node.id, yield* node.status, state, seen)) {
+    const status = yield* node.status
+    let sources = sourcesFor(node.id, status, state, seen)
+    const head = journal.journalHead().seq
+    if (sources.length === 0 && record.checkedHead !== head) {
+      record.checkedHead = head
+      for (const [leader, http] of yield* Effect.try(() => leadersOnRecord(journal))) {
+        if (leader !== node.id && !seen.has(leader)) seen.set(leader, http)
+      }
+      sources = sourcesFor(node.id, status, state, seen)
+    }
+    for (const http of sources) {
       if (yield* fetchPage(client, journal, http, need)) return busyPause
     }
     return idlePause
@@ -123,7 +169,8 @@ export const layer = (journal: Journal): Layer.Layer<never, never, RaftNode | Ht
       const node = yield* RaftNode
       const client = yield* HttpClient.HttpClient
       const seen = new Map<string, string>()
-      yield* copyOnce(node, journal, client, seen).pipe(
+      const record: RecordLookup = { checkedHead: undefined }
+      yield* copyOnce(node, journal, client, seen, record).pipe(
         Effect.flatMap(Effect.sleep),
         Effect.forever,
         Effect.annotateLogs({ role: "history" }),

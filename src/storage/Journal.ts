@@ -497,6 +497,16 @@ export class Journal {
   }
 
 
+  /**
+   * The newest `limit` rows of event type `type` after the base, newest first: read backwards
+   * from the head, so it stops at the last one it needs (there is no index on type).
+   */
+  newestOfType(type: string, limit: number): Array<JournalRow> {
+    return this.db
+      .prepare<[string, number, number], JournalRow>(`SELECT ${rowColumns} FROM journal WHERE type = ? AND seq > ? ORDER BY seq DESC LIMIT ?`)
+      .all(type, this.base.seq, Math.trunc(limit))
+  }
+
   /** The journal's rows (those after its base) that `filter` selects, in order. */
   rows(filter: JournalFilter = {}): Array<JournalRow> {
     const fromSeq = Math.max(filter.fromSeq ?? 0, this.base.seq + 1)

@@ -8,8 +8,8 @@ import { Duration, Effect } from "effect"
 import { checkPage, copyOnce, nextNeed } from "../../src/actors/HistoryBackfill.js"
 import type { RaftNodeApi } from "../../src/actors/RaftNode.js"
 import type { RaftStatus } from "../../src/domain/raft/ready.js"
-import { type ClusterState, emptyState } from "../../src/domain/state.js"
-import type { Event } from "../../src/domain/events.js"
+import { type ClusterState, emptyState, toJson } from "../../src/domain/state.js"
+import { type Event, LeaderElected } from "../../src/domain/events.js"
 import { Journal, type JournalInput } from "../../src/storage/Journal.js"
 import { accepted, done } from "../support/jobEvents.js"
 
@@ -111,9 +111,60 @@ describe("history backfill", () => {
       expect(nextNeed(member)).toBeUndefined()
       expect(new Set(asked)).toEqual(new Set(["n1-http:1"]))
       expect(member.historyOf("3")).toEqual(leader.rows({ jobId: "3" }))
-      // A leader that never saw another lead has no one to ask.
+      // A leader with no other leader on record (none seen, none in its journal or its base's
+      // image) has no one to ask.
       const fresh = setUp().member
       expect(Duration.toMillis(yield* copyOnce(node, fresh, client, new Map()))).toBeGreaterThanOrEqual(1000)
       expect(fresh.historyLow()).toBeUndefined()
+    }))
+
+  it.effect("a member that restarts and leads at once asks the leaders on its record: its journal's LeaderElected events, its base's image", () =>
+    Effect.gen(function* () {
+      const asked: Array<string> = []
+      const client = (served: Map<string, Journal>) =>
+        HttpClient.make((request, url) => {
+          asked.push(url.host)
+          const peer = served.get(url.host)
+          const rows = peer === undefined ? [] : peer.page(Number(url.searchParams.get("to")), Number(url.searchParams.get("limit")))
+          return Effect.succeed(HttpClientResponse.fromWeb(request, new Response(JSON.stringify({ rows }))))
+        })
+      const voters = ["n1", "n2", "n3", "n4"]
+      // Restarted (nothing seen), leading, its state naming itself.
+      const state: ClusterState = { ...emptyState, voters, leader: "n4", leaderHttp: "n4-http:4", leaderTerm: 9 }
+      const node = {
+        id: "n4",
+        localState: Effect.sync(() => state),
+        status: Effect.sync(() => ({ role: "leader", leader: "n4" }) as RaftStatus)
+      } as unknown as RaftNodeApi
+
+      // 1. Its journal after the base holds n2's election (and its own, and one of a node since removed).
+      const first = setUp()
+      first.member.append(
+        rows([
+          new LeaderElected({ v: 1, leader: "n2", http: "n2-http:2", term: 3, at: 1 }),
+          new LeaderElected({ v: 1, leader: "n9", http: "n9-http:9", term: 4, at: 2 }),
+          new LeaderElected({ v: 1, leader: "n4", http: "n4-http:4", term: 5, at: 3 })
+        ]),
+        index
+      )
+      const record = { checkedHead: undefined }
+      for (let i = 0; i < 5 && nextNeed(first.member) !== undefined; i++) {
+        yield* copyOnce(node, first.member, client(new Map([["n2-http:2", first.leader]])), new Map(), record)
+      }
+      expect(nextNeed(first.member)).toBeUndefined()
+      expect(new Set(asked)).toEqual(new Set(["n2-http:2"]))
+
+      // 2. Its journal names no other leader, its base's image does (the leader it joined from).
+      asked.length = 0
+      const second = setUp()
+      const base = second.member.journalBase()
+      const image = JSON.stringify({ state: { ...toJson(emptyState), leader: "n1", leaderHttp: "n1-http:1" }, head: { seq: base.seq, hash: base.hash } })
+      second.member.installBase({ ...base, state: image }, 30)
+      for (let i = 0; i < 5 && nextNeed(second.member) !== undefined; i++) {
+        yield* copyOnce(node, second.member, client(new Map([["n1-http:1", second.leader]])), new Map())
+      }
+      expect(nextNeed(second.member)).toBeUndefined()
+      expect(new Set(asked)).toEqual(new Set(["n1-http:1"]))
+      expect(second.member.historyOf("3")).toEqual(second.leader.rows({ jobId: "3" }))
     }))
 })
