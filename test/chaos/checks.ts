@@ -235,7 +235,7 @@ export const checkFinalReads = (history: ReadonlyArray<RecordedOp>): Array<Findi
   if (unanswered.length > 0) {
     findings.push({
       checker: "final-reads",
-      message: `${new Set(unanswered.map((o) => o.input.jobId)).size} job id(s) got no answer from get_status for 15 s after healing`,
+      message: `${new Set(unanswered.map((o) => o.input.jobId)).size} job id(s) got no answer from get_status after healing (retried 15 s each, 120 s in all)`,
       ops: unanswered.slice(-5).map(describeOp)
     })
   }

@@ -209,13 +209,16 @@ export const runChaos = async (options: ChaosOptions): Promise<ChaosResult> => {
     const maxId = Math.max(0, ...recorder.ops.filter((o) => o.jobId !== undefined).map((o) => Number(o.jobId)), ...recorder.ops.filter((o) => o.found).map((o) => Number(o.input.jobId)))
     const ids = Array.from({ length: maxId + 2 }, (_, i) => String(i + 1))
     let next = 0
+    // Bounded as a whole too: a group that keeps answering "retry" for every job would otherwise
+    // take 15 s per id. Past it each id gets one attempt, and the run reports what it could not read.
+    const readsBy = cluster.now() + 120_000
     const readers = Array.from({ length: 6 }, async () => {
       const p = recorder.newProcess()
       while (next < ids.length) {
         const i = next++
         // Through each node in turn; retried while the answer says nothing about the job (a
         // leader change: unfinished transfer jobs are resumed by each new leader).
-        const deadline = cluster.now() + 15_000
+        const deadline = Math.min(cluster.now() + 15_000, readsBy)
         for (let attempt = 0; ; attempt++) {
           const via = group[(i + attempt) % group.length]
           const op = await recorder.read(p, "final", { name: via.node.name, http: via.node.http }, ids[i], 5000)
