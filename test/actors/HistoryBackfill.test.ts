@@ -30,6 +30,15 @@ const setUp = () => {
   return { leader, member, at30 }
 }
 
+/** Peers serving their journal pages by HTTP address; `asked` records whom a member asked. */
+const servingPeers = (served: ReadonlyMap<string, Journal>, asked: Array<string>) =>
+  HttpClient.make((request, url) => {
+    asked.push(url.host)
+    const peer = served.get(url.host)
+    const rows = peer === undefined ? [] : peer.page(Number(url.searchParams.get("to")), Number(url.searchParams.get("limit")))
+    return Effect.succeed(HttpClientResponse.fromWeb(request, new Response(JSON.stringify({ rows }))))
+  })
+
 describe("history backfill", () => {
   it("copies the events before the base a checked page at a time, newest first, down to seq 1", () => {
     const { leader, member, at30 } = setUp()
@@ -82,15 +91,8 @@ describe("history backfill", () => {
   it.effect("a member that leads before its copy is done asks a member it saw lead", () =>
     Effect.gen(function* () {
       const { leader, member } = setUp()
-      // Peers serve their journal pages; the test records whom the member asked.
       const asked: Array<string> = []
-      const served = new Map([["n1-http:1", leader]])
-      const client = HttpClient.make((request, url) => {
-        asked.push(url.host)
-        const peer = served.get(url.host)
-        const rows = peer === undefined ? [] : peer.page(Number(url.searchParams.get("to")), Number(url.searchParams.get("limit")))
-        return Effect.succeed(HttpClientResponse.fromWeb(request, new Response(JSON.stringify({ rows }))))
-      })
+      const client = servingPeers(new Map([["n1-http:1", leader]]), asked)
       const voters = ["n1", "n2", "n3", "n4"]
       let state: ClusterState = { ...emptyState, voters, leader: "n1", leaderHttp: "n1-http:1", leaderTerm: 1 }
       let status = { role: "follower", leader: "n1" } as RaftStatus
@@ -121,13 +123,7 @@ describe("history backfill", () => {
   it.effect("a member that restarts and leads at once asks the leaders on its record: its journal's LeaderElected events, its base's image", () =>
     Effect.gen(function* () {
       const asked: Array<string> = []
-      const client = (served: Map<string, Journal>) =>
-        HttpClient.make((request, url) => {
-          asked.push(url.host)
-          const peer = served.get(url.host)
-          const rows = peer === undefined ? [] : peer.page(Number(url.searchParams.get("to")), Number(url.searchParams.get("limit")))
-          return Effect.succeed(HttpClientResponse.fromWeb(request, new Response(JSON.stringify({ rows }))))
-        })
+      const client = (served: ReadonlyMap<string, Journal>) => servingPeers(served, asked)
       const voters = ["n1", "n2", "n3", "n4"]
       // Restarted (nothing seen), leading, its state naming itself.
       const state: ClusterState = { ...emptyState, voters, leader: "n4", leaderHttp: "n4-http:4", leaderTerm: 9 }
