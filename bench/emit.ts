@@ -32,7 +32,8 @@
  * BENCH_FILL (accepted jobs, one log entry each; the restart and add_peer rows name the index
  * they ran at, a little above it after the leader changes of the operations: BENCH_FILL=1000000
  * puts add_peer behind over 1,000,000 entries), and for experiments on cluster_mgr:
- * BENCH_CM_CNF ("key=value,..." appended to each cnf), BENCH_CM_NODE_ARGS (node flags, e.g.
+ * BENCH_KEEP_DIRS=1 (keep the data directories and the nodes' logs; each pause line gives the
+ * SIGSTOP's wall-clock time to find it there), BENCH_CM_CNF ("key=value,..." appended to each cnf), BENCH_CM_NODE_ARGS (node flags, e.g.
  * "--cpu-prof --cpu-prof-dir=D"), BENCH_CM_BIN (another checkout's bin/cluster_mgr.mjs, for A/B
  * runs).
  */

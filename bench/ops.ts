@@ -257,6 +257,7 @@ const measurePauses = async (sys: System, agent: http.Agent, f: OpsFigures): Pro
       while (!(await sys.probe(victim))?.leader) victim = await waitStableLeader(sys, 1000, 60_000)
       const pid = victim.proc!.pid
       const t0 = now()
+      const stoppedAt = new Date().toISOString().slice(11, 23)
       process.kill(pid, "SIGSTOP")
       let first: Awaited<ReturnType<typeof load.firstSuccess>>
       let newLeader: SysNode
@@ -289,7 +290,7 @@ const measurePauses = async (sys: System, agent: http.Agent, f: OpsFigures): Pro
       const busy = failures.filter(([reason]) => reason.includes("70006")).reduce((n, [, c]) => n + c, 0)
       f.pauseBusy.push(busy)
       console.log(
-        `    pause ${String(i).padStart(2)}: ${victim.name} -> first accept ${first ? `${fmt(first.doneAt - t0, 0)} ms at ${first.by}` : "none within 20 s"}; ` +
+        `    pause ${String(i).padStart(2)} (SIGSTOP at ${stoppedAt} UTC, to match the nodes' logs): ${victim.name} -> first accept ${first ? `${fmt(first.doneAt - t0, 0)} ms at ${first.by}` : "none within 20 s"}; ` +
           `new leader ${newLeader.name}; after SIGCONT it followed and caught up in ${fmt(rejoin, 0)} ms; ` +
           `${failures.reduce((n, [, c]) => n + c, 0)} failed requests${busy > 0 ? `, ${busy} of them 70006 (a transfer in progress: a resumed job naming the paused node)` : ""}`
       )

@@ -67,8 +67,10 @@ export const tempDir = (prefix: string): string => {
   return dir
 }
 
+/** Removes a data directory, unless BENCH_KEEP_DIRS=1 keeps them (with the nodes' logs) to read after a run. */
 export const removeDir = (dir: string): void => {
-  fs.rmSync(dir, { recursive: true, force: true })
+  if (process.env.BENCH_KEEP_DIRS !== "1") fs.rmSync(dir, { recursive: true, force: true })
+  else console.log(`  kept ${dir}`)
   dirs.delete(dir)
 }
 
