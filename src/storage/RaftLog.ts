@@ -213,7 +213,7 @@ class WorkerRaftLog implements RaftLog {
     // An empty Ready must not cost an fsync.
     if (isNothingToPersist(ready)) return Effect.void
     return Effect.suspend(() => {
-      if (!inline && this.worker === undefined && this.unusable === undefined && !this.closing) this.startThread()
+      if (!inline) this.startThread()
       const onThread = !inline && this.opened && this.unusable === undefined
       if (!onThread && this.failure === undefined && !this.closing && this.pending.size === 0) {
         const write = attempt(() => {
@@ -242,7 +242,7 @@ class WorkerRaftLog implements RaftLog {
       const failure = this.failure ?? this.unusable
       resume(failure === undefined ? Effect.void : Effect.fail(failure))
     }
-    if (this.worker === undefined && this.unusable === undefined && !this.closing) this.startThread()
+    this.startThread()
     const worker = this.worker
     if (worker === undefined || this.opened || this.failure !== undefined || this.unusable !== undefined) return settle()
     worker.ref()
@@ -289,7 +289,9 @@ class WorkerRaftLog implements RaftLog {
     })
   })
 
+  /** Starts the thread unless it was started, cannot be used, or the log is closing. */
   private startThread(): void {
+    if (this.worker !== undefined || this.unusable !== undefined || this.closing) return
     let worker: Worker
     try {
       worker = spawnWriter(this.entry, this.data)
@@ -370,7 +372,8 @@ class WorkerRaftLog implements RaftLog {
    * request fail, inline ones too, and the node stops acknowledging anything.
    */
   private fail(reason: string, cause?: unknown): void {
-    if (!this.opened || (this.seq === 0 && this.failure === undefined)) {
+    // Nothing was ever sent to it (requests go to the thread only once it has opened the file).
+    if (this.seq === 0) {
       this.unusable ??= new PersistenceError({ operation: "persist", reason, cause })
     } else {
       this.failure ??= new PersistenceError({ operation: "persist", reason, cause })
