@@ -15,6 +15,9 @@ export const metrics = {
     MetricBoundaries.exponential({ start: 1, factor: 2, count: 12 }),
     "Log entries per raft.db write (one transaction, one fsync): how well proposals and appends share a write"
   ),
+  raftWrites: Metric.counter("cluster_mgr_raft_writes_total", {
+    description: "raft.db writes by the thread that ran them: main (inline, the event loop waits) or writer (the writer thread)"
+  }),
   elections: Metric.counter("cluster_mgr_raft_elections_won_total", { description: "Times this node became leader" }),
   jobs: Metric.counter("cluster_mgr_jobs_total", { description: "Jobs by final or accepted status" }),
   requests: Metric.counter("cluster_mgr_http_requests_total", { description: "Emit requests by job_type and outcome" }),

@@ -1,9 +1,11 @@
 import { describe, expect, it } from "@effect/vitest"
 import Database from "better-sqlite3"
-import { Effect, Fiber, HashMap, Option } from "effect"
+import { Effect, Fiber, HashMap, Metric, Option } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { metrics } from "../../src/actors/metrics.js"
+import { loneWritesBeforeInline, placeWrite } from "../../src/actors/RaftNode.js"
 import { makeInProcessGroup } from "../../src/inProcess.js"
 import { pollLeader } from "../support/pollLeader.js"
 import type { PersistMode } from "../../src/storage/RaftLog.js"
@@ -13,7 +15,13 @@ const members = ["p1:1", "p2:1", "p3:1"]
 const waitLeader = pollLeader
 
 const job = (at: number) => ({ _tag: "SubmitJob" as const, jobType: "x", userName: "u", paras: {}, at })
+/** Done as it is accepted: no scheduler step proposes anything after it. */
+const doneJob = (at: number) => ({ ...job(at), doneMemo: {} })
 const jobIdOf = (a: { events: ReadonlyArray<unknown> }) => (a.events[0] as { jobId: string }).jobId
+
+/** raft.db writes so far in this process, by the thread that ran them (every member counts). */
+const writes = (thread: "main" | "writer") =>
+  Effect.map(Metric.value(metrics.raftWrites.pipe(Metric.tagged("thread", thread))), (s) => s.count)
 
 describe.each(["sync", "worker"] as const)("RaftNode persisting raft.db (%s)", (persist: PersistMode) => {
   it.live("jobs commit, and a restarted group loads them", () =>
@@ -43,19 +51,81 @@ describe.each(["sync", "worker"] as const)("RaftNode persisting raft.db (%s)", (
   )
 })
 
+describe("where a Ready's raft.db write runs", () => {
+  it("a follower's inline; a leader's on the writer thread, unless its writes have been lone (one entry, no other proposal in flight) for a streak", () => {
+    const full = loneWritesBeforeInline
+    expect(placeWrite(false, 64, 0, 0)).toEqual({ inline: true, streak: full })
+    // A leader with a full streak (as a new one starts) writes a lone write inline.
+    expect(placeWrite(true, 1, 1, full)).toEqual({ inline: true, streak: full })
+    expect(placeWrite(true, 1, 0, full)).toEqual({ inline: true, streak: full }) // its no-op
+    expect(placeWrite(true, 0, 0, full)).toEqual({ inline: true, streak: full }) // hard state only
+    // Concurrency empties the streak: the next lone writes go to the thread until it is full.
+    expect(placeWrite(true, 1, 2, full)).toEqual({ inline: false, streak: 0 })
+    expect(placeWrite(true, 2, 2, full)).toEqual({ inline: false, streak: 0 })
+    let streak = 0
+    for (let i = 1; i < full; i++) {
+      const placed = placeWrite(true, 1, 1, streak)
+      expect(placed).toEqual({ inline: false, streak: i })
+      streak = placed.streak
+    }
+    expect(placeWrite(true, 1, 1, streak)).toEqual({ inline: true, streak: full })
+    // A write without entries (hard state, a compaction) follows the streak and leaves it.
+    expect(placeWrite(true, 0, 1, 3)).toEqual({ inline: false, streak: 3 })
+    expect(placeWrite(true, 0, 5, full)).toEqual({ inline: true, streak: full })
+  })
+
+  it.live("a leader serving one proposal at a time never hands a write to its thread; concurrent proposals go to it, and lone writes come back inline after a streak", () =>
+    Effect.gen(function* () {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "cm-persist-"))
+      const g = yield* makeInProcessGroup({ members, dataDir: dir, persist: "worker" })
+      const leader = yield* waitLeader(g.members)
+      yield* leader.node.submit(doneJob(0))
+      const [main0, writer0] = [yield* writes("main"), yield* writes("writer")]
+      for (let i = 1; i <= 10; i++) yield* leader.node.submit(doneJob(i))
+      expect(yield* writes("writer")).toBe(writer0)
+      // The leader's ten and the followers' (each member counts in this process's registry).
+      expect((yield* writes("main")) - main0).toBeGreaterThanOrEqual(10)
+      const burst = (from: number) =>
+        Effect.all(Array.from({ length: 40 }, (_, i) => leader.node.submit(doneJob(from + i))), { concurrency: "unbounded" })
+      // The first burst starts the thread (its writes run inline until the thread has opened
+      // raft.db); the second finds it open.
+      yield* burst(100)
+      yield* Effect.sleep("500 millis")
+      expect(yield* burst(150)).toHaveLength(40)
+      const writer1 = yield* writes("writer")
+      expect(writer1 - writer0).toBeGreaterThanOrEqual(1)
+      // One client again: at most a streak's worth of its writes still go to the thread.
+      for (let i = 0; i < loneWritesBeforeInline; i++) yield* leader.node.submit(doneJob(200 + i))
+      const writer2 = yield* writes("writer")
+      expect(writer2 - writer1).toBeGreaterThanOrEqual(1)
+      expect(writer2 - writer1).toBeLessThan(loneWritesBeforeInline)
+      for (let i = 0; i < 5; i++) yield* leader.node.submit(doneJob(300 + i))
+      expect(yield* writes("writer")).toBe(writer2)
+    }).pipe(Effect.scoped),
+    30_000
+  )
+})
+
 describe("RaftNode with a raft.db writer thread", () => {
   it.live("a leader whose writes fail stops acknowledging; the others elect a leader and go on", () =>
     Effect.gen(function* () {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), "cm-persist-"))
       const g = yield* makeInProcessGroup({ members, dataDir: dir, persist: "worker" })
       const leader = yield* waitLeader(g.members)
+      // Concurrent proposals start the thread (a lone write runs inline); once it has opened
+      // raft.db, two proposals in one batch make a write that goes to it.
+      yield* Effect.all(Array.from({ length: 20 }, (_, i) => leader.node.submit(job(100 + i))), { concurrency: "unbounded" })
+      yield* Effect.sleep("500 millis")
       // Another connection holds raft.db's write lock: the leader's next transaction waits for
       // the busy timeout (5 s) and fails. Its event loop is not blocked meanwhile (the group
       // shares this process's), so the others notice the silent leader and elect another.
       const index = g.members.indexOf(leader)
       const lock = new Database(path.join(dir, String(index), "raft.db"))
       lock.exec("BEGIN IMMEDIATE")
-      const stuck = yield* Effect.fork(leader.node.submit(job(1)))
+      const writer0 = yield* writes("writer")
+      const stuck = yield* Effect.fork(Effect.all([leader.node.submit(job(1)), leader.node.submit(job(4))], { concurrency: "unbounded" }))
+      yield* Effect.sleep("100 millis")
+      expect((yield* writes("writer")) - writer0).toBeGreaterThanOrEqual(1)
       const rest = g.members.filter((m) => m !== leader)
       const next = yield* waitLeader(rest)
       const accepted = yield* next.node.submit(job(2))

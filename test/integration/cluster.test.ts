@@ -143,8 +143,9 @@ describe("cluster_mgr processes", () => {
     expect(after.leader).toBe(view.leader)
     expect(after.term).toBe(view.term)
 
-    // Every node counts its raft.db writes and the entries they carried (group commit); the
-    // leader counted the request (as the follower that forwarded it did) and the accepted job.
+    // Every node counts its raft.db writes, the entries they carried (group commit) and where
+    // they ran; the leader counted the request (as the follower that forwarded it did) and the
+    // accepted job.
     const metricsOf = async (node: ClusterNode) => {
       const text = (await request("GET", node.http, "/metrics")).text
       return (series: string) => {
@@ -157,6 +158,9 @@ describe("cluster_mgr processes", () => {
       const writes = value("cluster_mgr_raft_persist_entries_count")
       expect(writes).toBeGreaterThanOrEqual(1)
       expect(value("cluster_mgr_raft_persist_entries_sum")).toBeGreaterThanOrEqual(writes)
+      // Each write counted once more by the thread that ran it (hard-state-only writes too).
+      const byThread = (thread: string) => value(`cluster_mgr_raft_writes_total{thread="${thread}"}`) || 0
+      expect(byThread("main") + byThread("writer")).toBeGreaterThanOrEqual(writes)
     }
     for (const node of [view.leader, f1]) {
       expect((await metricsOf(node))(`cluster_mgr_http_requests_total{job_type="raft_mission",status="accept"}`)).toBe(1)
