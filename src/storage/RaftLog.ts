@@ -1,9 +1,9 @@
 import { Effect } from "effect"
-import { labelled, metrics } from "../actors/metrics.js"
 import * as fs from "node:fs"
 import { createRequire } from "node:module"
 import { fileURLToPath, pathToFileURL } from "node:url"
 import { Worker } from "node:worker_threads"
+import { labelled, metrics } from "../actors/metrics.js"
 import type { Persisted } from "../domain/raft/ready.js"
 import { attempt, PersistenceError, StorageInvariantViolation, toPersistenceError } from "./PersistenceError.js"
 import { MetaKey } from "./raftSchema.js"
@@ -175,8 +175,8 @@ type Reply = Extract<FromWriter, { _tag: "Done" }>
  *
  * So the thread starts with the first write that asks for it, a leader's (or `startWriter`): a
  * node that never leads, or whose writes as leader are all lone (RaftNode's placeWrite), never
- * pays its isolate (about 9 MB of RSS). Until it has opened raft.db
- * those writes too run inline, so a new leader's first writes do not wait for it to boot. A
+ * pays its isolate (about 9 MB of RSS). Until it has opened raft.db those writes too run
+ * inline, so a new leader's first writes do not wait for it to boot. A
  * thread that fails before it took any write (it could not open the file, its module did not
  * load) leaves every write inline, said once in the node's log; one that fails after is not
  * trusted again, nor is anything else written (see fail).
