@@ -142,13 +142,11 @@ const sweepEveryMs = 100
  * A follower writes inline: it has nothing to do until its write is durable. A leader uses the
  * thread so that HTTP requests and peer messages are read during its fsync, except while its
  * writes are lone (one entry, no other proposal in flight) and have been for the last
- * `loneWritesBeforeInline` writes, as with one client at a time or none: nothing would overlap
- * those fsyncs. So a leader that has not seen concurrent clients runs without the thread (its
- * idle RSS 86-87 MB instead of 96-97), at the same jobs/s with one client (bench/emit.ts, 5
- * interleaved pairs: 728 against 717 on average). The streak matters: under concurrency a leader
- * sees lone writes too, the first request after a batch was answered with the others on their
- * way, and writing those inline held the others up (one write in six at concurrency 64, for 4-9%
- * more CPU per job). `streak` counts the lone writes in a row; a new leader starts with a full one.
+ * `loneWritesBeforeInline` writes, as with one client at a time: nothing would overlap those
+ * fsyncs, and a leader that has not served concurrent clients never starts the thread. The
+ * streak is needed because under concurrency a leader sees lone writes too (the first request
+ * after a batch was answered, the others on their way), and writing those inline holds the
+ * others up. A new leader starts with a full streak. Figures: docs/design.md, "Storage".
  */
 export const loneWritesBeforeInline = 8
 
