@@ -1,4 +1,5 @@
 import { Effect, Metric, MetricState } from "effect"
+import { getHeapSpaceStatistics } from "node:v8"
 import type { MetricPair } from "effect/MetricPair"
 
 /** Renders every registered Effect metric in the Prometheus text exposition format. */
@@ -22,16 +23,25 @@ export const renderPrometheus: Effect.Effect<string> = Effect.map(Metric.snapsho
 
 /**
  * The process's memory, in the names Prometheus client libraries use, read when scraped: RSS
- * beside the V8 heap tells a JS leak from native growth (SQLite caches, allocator arenas).
+ * beside the V8 heap tells a JS leak from native growth (SQLite caches, allocator arenas), and
+ * the heap's spaces tell live data (old space) from a young generation sized for the load.
  */
 const processLines = (): Array<string> => {
   const m = process.memoryUsage()
   const gauge = (name: string, help: string, value: number) => [`# HELP ${name} ${help}`, `# TYPE ${name} gauge`, `${name} ${value}`]
+  const spaces = getHeapSpaceStatistics()
+  const bySpace = (name: string, help: string, value: (s: (typeof spaces)[number]) => number) => [
+    `# HELP ${name} ${help}`,
+    `# TYPE ${name} gauge`,
+    ...spaces.map((s) => `${name}{space="${s.space_name.replace(/_space$/, "")}"} ${value(s)}`)
+  ]
   return [
     ...gauge("process_resident_memory_bytes", "Resident memory size in bytes.", m.rss),
     ...gauge("nodejs_heap_size_total_bytes", "V8 heap size reserved, in bytes.", m.heapTotal),
     ...gauge("nodejs_heap_size_used_bytes", "V8 heap size in use, in bytes.", m.heapUsed),
-    ...gauge("nodejs_external_memory_bytes", "Memory of C++ objects bound to JS objects, in bytes.", m.external)
+    ...gauge("nodejs_external_memory_bytes", "Memory of C++ objects bound to JS objects, in bytes.", m.external),
+    ...bySpace("nodejs_heap_space_size_total_bytes", "V8 heap space size reserved, in bytes.", (s) => s.space_size),
+    ...bySpace("nodejs_heap_space_size_used_bytes", "V8 heap space size in use, in bytes.", (s) => s.space_used_size)
   ]
 }
 

@@ -161,6 +161,9 @@ describe("cluster_mgr processes", () => {
       // Each write counted once more by the thread that ran it (hard-state-only writes too).
       const byThread = (thread: string) => value(`cluster_mgr_raft_writes_total{thread="${thread}"}`) || 0
       expect(byThread("main") + byThread("writer")).toBeGreaterThanOrEqual(writes)
+      // The process's memory, and the V8 heap by space: live data sits in the old space.
+      expect(value("process_resident_memory_bytes")).toBeGreaterThan(value("nodejs_heap_space_size_used_bytes{space=\"old\"}"))
+      expect(value("nodejs_heap_space_size_total_bytes{space=\"new\"}")).toBeGreaterThan(0)
     }
     for (const node of [view.leader, f1]) {
       expect((await metricsOf(node))(`cluster_mgr_http_requests_total{job_type="raft_mission",status="accept"}`)).toBe(1)
