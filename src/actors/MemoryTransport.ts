@@ -93,8 +93,10 @@ const layer = (
       const down = yield* Ref.make<ReadonlySet<string>>(new Set())
       const sendOne = (message: Message) =>
         Effect.flatMap(network.deliver(message), (delivered) => track(delivery, down, message.to, delivered))
+      const send = (messages: ReadonlyArray<Message>) => Effect.forEach(messages, sendOne, { discard: true })
       return {
-        send: (messages: ReadonlyArray<Message>) => Effect.forEach(messages, sendOne, { discard: true }),
+        send,
+        sendNow: send,
         inbound: delivery.inbound,
         deliverTo: delivery.deliverTo
       }

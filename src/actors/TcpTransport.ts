@@ -18,7 +18,7 @@ import { FrameDecoder, frameBytesMaxDefault, type FrameTooLarge, frameHeader } f
 import { type Address, awaitClose, connect, listen, parseAddress, readChunk, SocketError, writeAll } from "./socket.js"
 import { InboundDelivery, Transport } from "./Transport.js"
 import { delayMsOf, type Faults, isBlocked, makeControl, noFaults, TransportControl } from "./TransportControl.js"
-import { type Codec, decodeHello, decodeMessage, encodeHello, encodeMessage, type Hello, jsonCodec } from "./wire.js"
+import { type Codec, decodeHello, decodeMessage, encodeHello, encodeMessage, type Hello, type InvalidFrame, jsonCodec } from "./wire.js"
 
 /**
  * Transport between cluster_mgr processes over TCP. Each node listens on its raft address and
@@ -137,8 +137,9 @@ const make = (options: TcpTransportOptions) =>
       Effect.mapError((error) => new TransportListenError({ ...settings.listen, reason: error.reason }))
     )
     yield* Effect.logDebug(`listening on ${settings.listen.host}:${settings.listen.port}`)
-    const send = yield* makeSend(env)
-    return Context.make(Transport, { send, inbound: delivery.inbound, deliverTo: delivery.deliverTo }).pipe(
+    const sendNow = yield* makeSend(env)
+    const send = (messages: ReadonlyArray<Message>) => Effect.suspend(() => sendNow(messages) ?? Effect.void)
+    return Context.make(Transport, { send, sendNow, inbound: delivery.inbound, deliverTo: delivery.deliverTo }).pipe(
       Context.add(TransportControl, makeControl(faults))
     )
   }).pipe(Effect.annotateLogs({ node: options.self, component: "transport" }))
@@ -182,16 +183,15 @@ const makeSend = (env: Env) =>
           for (const message of messages) link.queue.unsafeOffer({ message, dueAtMs })
         })
       })
-    return (messages: ReadonlyArray<Message>) =>
-      Effect.suspend(() => {
-        let rest: Array<[string, Array<Message>]> | undefined
-        for (const [peer, batch] of byPeer(messages)) {
-          const link = env.faults === undefined ? links.get(peer) : undefined
-          if (link === undefined || !writeNow(env.settings, link, batch)) (rest ??= []).push([peer, batch])
-        }
-        if (rest === undefined) return Effect.void
-        return Effect.forEach(rest, ([peer, batch]) => enqueue(peer, batch), { discard: true })
-      })
+    return (messages: ReadonlyArray<Message>): Effect.Effect<void> | undefined => {
+      let rest: Array<[string, Array<Message>]> | undefined
+      for (const [peer, batch] of byPeer(messages)) {
+        const link = env.faults === undefined ? links.get(peer) : undefined
+        if (link === undefined || !writeNow(env.settings, link, batch)) (rest ??= []).push([peer, batch])
+      }
+      if (rest === undefined) return undefined
+      return Effect.forEach(rest, ([peer, batch]) => enqueue(peer, batch), { discard: true })
+    }
   })
 
 /** Writes `batch` at once if the link is up and idle; false when it must be queued instead. */
@@ -355,6 +355,7 @@ const serve = (env: Env, socket: net.Socket) =>
     const hello = yield* decodeHello(env.settings.codec, first)
     if (hello.group !== env.settings.group) return yield* refuse(env, hello)
     yield* deliver(env, hello.from, rest)
+    if (env.faults === undefined) return yield* deliverAsRead(env, hello.from, socket, decoder)
     return yield* Effect.forever(Effect.flatMap(next, (frames) => deliver(env, hello.from, frames)))
   }).pipe(
     Effect.catchTags({
@@ -389,6 +390,60 @@ const readFrames = (
       ? Effect.fail(new ConnectionEnded())
       : Effect.flatMap(decoder.push(chunk.value), (frames) =>
         frames.length > 0 ? Effect.succeed(frames) : readFrames(socket, decoder)))
+
+/**
+ * Without faults to apply, what a peer sends is read, decoded and delivered in the socket's
+ * 'readable' callback, as `deliver` would: no fiber is woken for each read. Each callback reads
+ * whatever the socket holds, as one pulled read did. Fails as `readFrames` and `deliver` do:
+ * when the connection ends, or with the first frame that is too large or does not decode (the
+ * frames read with it are not delivered).
+ */
+const deliverAsRead = (
+  env: Env,
+  peer: string,
+  socket: net.Socket,
+  decoder: FrameDecoder
+): Effect.Effect<never, ConnectionEnded | FrameTooLarge | InvalidFrame> =>
+  Effect.async<never, ConnectionEnded | FrameTooLarge | InvalidFrame>((resume) => {
+    const { codec, group } = env.settings
+    let stopped = false
+    const stop = (error: ConnectionEnded | FrameTooLarge | InvalidFrame) => {
+      if (stopped) return
+      stopped = true
+      cleanup()
+      resume(Effect.fail(error))
+    }
+    const onReadable = () => {
+      for (let chunk: Buffer | null = socket.read(); chunk !== null && !stopped; chunk = socket.read()) {
+        const frames = decoder.push(chunk)
+        if (Either.isLeft(frames)) return stop(frames.left)
+        const messages: Array<Message> = []
+        for (const frame of frames.right) {
+          const message = decodeMessage(codec, frame)
+          if (Either.isLeft(message)) return stop(message.left)
+          messages.push(message.right)
+        }
+        let foreign = 0
+        for (const message of messages) {
+          if (message.group === group) env.delivery.offer({ _tag: "Message", message })
+          else foreign++
+        }
+        if (foreign > 0) env.fork(Effect.logDebug(`dropped ${foreign} messages of another group from ${peer}`))
+      }
+      if (socket.readableEnded || socket.destroyed) stop(new ConnectionEnded())
+    }
+    const onEnd = () => stop(new ConnectionEnded())
+    const cleanup = () => {
+      socket.off("readable", onReadable)
+      socket.off("end", onEnd)
+      socket.off("close", onEnd)
+    }
+    socket.on("readable", onReadable)
+    socket.on("end", onEnd)
+    socket.on("close", onEnd)
+    onReadable()
+    return Effect.sync(cleanup)
+  })
 
 /** Decodes every frame (one bad frame condemns the connection), then applies faults and group. */
 const deliver = (env: Env, peer: string, frames: ReadonlyArray<Buffer>) =>

@@ -20,6 +20,12 @@ export class Transport extends Context.Tag("cluster_mgr/Transport")<
   Transport,
   {
     readonly send: (messages: ReadonlyArray<Message>) => Effect.Effect<void>
+    /**
+     * `send` for a caller that runs synchronously (the node's actor): writes what it can at
+     * once, in the caller's turn, and returns the rest (messages to queue behind a busy
+     * connection, faults to apply) as an Effect to run next, or undefined when nothing is left.
+     */
+    readonly sendNow: (messages: ReadonlyArray<Message>) => Effect.Effect<void> | undefined
     readonly inbound: Stream.Stream<Inbound>
     /** Delivers to `sink` while the scope is open, starting with whatever waited in `inbound`. */
     readonly deliverTo: (sink: (inbound: Inbound) => void) => Effect.Effect<void, never, Scope.Scope>

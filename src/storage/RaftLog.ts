@@ -73,6 +73,13 @@ export interface RaftLog {
    * the write on the calling thread even in "worker" mode: a follower's (RaftNode.persist).
    */
   persist(ready: PersistInput, inline?: boolean): Effect.Effect<void, PersistenceError>
+  /**
+   * `persist` for a caller that runs synchronously (the node's actor): a write that runs inline
+   * is done (fsynced) when this returns undefined, and throws PersistenceError if it failed; a
+   * write that must wait (for the writer thread, or to say something in the log first) comes
+   * back as the Effect to run, exactly `persist`'s.
+   */
+  persistNow(ready: PersistInput, inline?: boolean): Effect.Effect<void, PersistenceError> | undefined
   /** The durability settings of the connection that writes. */
   readonly pragmas: Effect.Effect<StoragePragmas, PersistenceError>
   /** Waits for a write in flight, then closes. Idempotent. */
@@ -103,6 +110,12 @@ export const syncRaftLog = (storage: RaftStorage, note?: string): RaftLog => ({
           countMainWrite(1)
           storage.persist(ready)
         }),
+  persistNow: (ready) => {
+    if (isNothingToPersist(ready)) return undefined
+    countMainWrite(1)
+    storage.persist(ready)
+    return undefined
+  },
   pragmas: attempt(() => storage.pragmas()),
   close: Effect.sync(() => storage.close())
 })
@@ -221,33 +234,44 @@ class WorkerRaftLog implements RaftLog {
   }
 
   persist(ready: PersistInput, inline?: boolean): Effect.Effect<void, PersistenceError> {
-    // An empty Ready must not cost an fsync.
-    if (isNothingToPersist(ready)) return Effect.void
     return Effect.suspend(() => {
-      if (!inline) this.startThread()
-      const onThread = !inline && this.opened && this.unusable === undefined
-      if (!onThread && this.failure === undefined && !this.closing && this.pending.size === 0) {
-        const write = attempt(() => {
-          this.endStartup()
-          countMainWrite(1)
-          this.local.persist(ready)
-        })
-        if (this.unusable === undefined || this.unusableSaid) return write
-        this.unusableSaid = true
-        return Effect.zipRight(Effect.logWarning(`${this.unusable.reason}: persisting on the main thread`), write)
-      }
-      let request
       try {
-        this.endStartup()
-        // Encoded here, once: the thread stores the strings as they are.
-        request = toPersistRequest(ready)
+        return this.persistNow(ready, inline) ?? Effect.void
       } catch (error) {
-        const e = toPersistenceError("persist", error)
-        return e instanceof PersistenceError ? Effect.fail(e) : Effect.die(e)
+        return error instanceof PersistenceError ? Effect.fail(error) : Effect.die(error)
       }
-      countWriterWrite(1)
-      return Effect.asVoid(this.call("persist", (id) => ({ _tag: "Persist", id, request })))
     })
+  }
+
+  persistNow(ready: PersistInput, inline?: boolean): Effect.Effect<void, PersistenceError> | undefined {
+    // An empty Ready must not cost an fsync.
+    if (isNothingToPersist(ready)) return undefined
+    if (!inline) this.startThread()
+    const onThread = !inline && this.opened && this.unusable === undefined
+    if (!onThread && this.failure === undefined && !this.closing && this.pending.size === 0) {
+      const write = () => {
+        this.endStartup()
+        countMainWrite(1)
+        this.local.persist(ready)
+      }
+      if (this.unusable === undefined || this.unusableSaid) {
+        write()
+        return undefined
+      }
+      this.unusableSaid = true
+      return Effect.zipRight(Effect.logWarning(`${this.unusable.reason}: persisting on the main thread`), attempt(write))
+    }
+    let request
+    try {
+      this.endStartup()
+      // Encoded here, once: the thread stores the strings as they are.
+      request = toPersistRequest(ready)
+    } catch (error) {
+      const e = toPersistenceError("persist", error)
+      return e instanceof PersistenceError ? Effect.fail(e) : Effect.die(e)
+    }
+    countWriterWrite(1)
+    return Effect.asVoid(this.call("persist", (id) => ({ _tag: "Persist", id, request })))
   }
 
   readonly startWriter: Effect.Effect<void, PersistenceError> = Effect.async<void, PersistenceError>((resume) => {
