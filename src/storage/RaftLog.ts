@@ -95,30 +95,37 @@ export interface RaftLogOptions extends RaftStorageOptions {
 const countMainWrite = labelled(metrics.raftWrites, { thread: "main" })
 const countWriterWrite = labelled(metrics.raftWrites, { thread: "writer" })
 
+/** `persist` from `persistNow`: what it throws fails the Effect (PersistenceError) or is a defect. */
+const persistFrom = (persistNow: RaftLog["persistNow"]): RaftLog["persist"] => (ready, inline) =>
+  Effect.suspend(() => {
+    try {
+      return persistNow(ready, inline) ?? Effect.void
+    } catch (error) {
+      return error instanceof PersistenceError ? Effect.fail(error) : Effect.die(error)
+    }
+  })
+
 /** A RaftStorage used inline: every persist blocks the calling thread until its fsync is done. */
-export const syncRaftLog = (storage: RaftStorage, note?: string): RaftLog => ({
-  path: storage.path,
-  mode: "sync",
-  note,
-  startWriter: Effect.void,
-  load: () => storage.load(),
-  bootstrap: (persisted) => storage.bootstrap(persisted),
-  persist: (ready) =>
-    isNothingToPersist(ready)
-      ? Effect.void
-      : attempt(() => {
-          countMainWrite(1)
-          storage.persist(ready)
-        }),
-  persistNow: (ready) => {
+export const syncRaftLog = (storage: RaftStorage, note?: string): RaftLog => {
+  const persistNow: RaftLog["persistNow"] = (ready) => {
     if (isNothingToPersist(ready)) return undefined
     countMainWrite(1)
     storage.persist(ready)
     return undefined
-  },
-  pragmas: attempt(() => storage.pragmas()),
-  close: Effect.sync(() => storage.close())
-})
+  }
+  return {
+    path: storage.path,
+    mode: "sync",
+    note,
+    startWriter: Effect.void,
+    load: () => storage.load(),
+    bootstrap: (persisted) => storage.bootstrap(persisted),
+    persist: persistFrom(persistNow),
+    persistNow,
+    pragmas: attempt(() => storage.pragmas()),
+    close: Effect.sync(() => storage.close())
+  }
+}
 
 /**
  * Opens raft.db at `path` (migrating it and claiming its identity, synchronously, on this
@@ -233,15 +240,7 @@ class WorkerRaftLog implements RaftLog {
     this.startupStore("bootstrap").bootstrap(persisted)
   }
 
-  persist(ready: PersistInput, inline?: boolean): Effect.Effect<void, PersistenceError> {
-    return Effect.suspend(() => {
-      try {
-        return this.persistNow(ready, inline) ?? Effect.void
-      } catch (error) {
-        return error instanceof PersistenceError ? Effect.fail(error) : Effect.die(error)
-      }
-    })
-  }
+  readonly persist = persistFrom((ready, inline) => this.persistNow(ready, inline))
 
   persistNow(ready: PersistInput, inline?: boolean): Effect.Effect<void, PersistenceError> | undefined {
     // An empty Ready must not cost an fsync.
