@@ -1,4 +1,4 @@
-import { Clock, Data, Effect, Option, PubSub, Queue, Stream } from "effect"
+import { Clock, Data, Effect, Mailbox, Option, Stream } from "effect"
 import type { Layer } from "effect"
 import type { NodeHttpAddress } from "./actors/JobScheduler.js"
 import { OperationFailed, type RaftError, type RaftNode, type RaftNodeApi } from "./actors/RaftNode.js"
@@ -53,12 +53,12 @@ export const awaitJob = (node: RaftNodeApi, jobId: string): Effect.Effect<Job, N
   Effect.scoped(
     Effect.gen(function* () {
       // Subscribed before the first look, so an end applied in between is still seen.
-      const applied = yield* PubSub.subscribe(node.applied)
+      const applied = yield* node.applied
       const look = Effect.flatMap(node.localState, (s) => node.job(s, jobId))
       let job = yield* look
       if (Option.isNone(job)) return yield* new NoSuchJob({ jobId })
       while (!ended(job.value)) {
-        yield* Queue.take(applied).pipe(Effect.zipRight(Queue.takeAll(applied)), Effect.timeoutOption(recheckInterval))
+        yield* applied.takeAll.pipe(Effect.timeoutOption(recheckInterval))
         job = yield* look
         if (Option.isNone(job)) return yield* new NoSuchJob({ jobId })
       }
@@ -68,4 +68,4 @@ export const awaitJob = (node: RaftNodeApi, jobId: string): Effect.Effect<Job, N
 
 /** Every event this node applies from the moment the stream is run, in order. */
 export const events = (node: RaftNodeApi): Stream.Stream<Event> =>
-  Stream.fromPubSub(node.applied).pipe(Stream.mapConcat((entry) => entry.events))
+  Stream.unwrapScoped(Effect.map(node.applied, Mailbox.toStream)).pipe(Stream.mapConcat((entry) => entry.events))

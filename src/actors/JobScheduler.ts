@@ -1,4 +1,4 @@
-import { Clock, Context, Effect, HashMap, Layer, Metric, Option, PubSub, Queue, Stream } from "effect"
+import { Clock, Context, Effect, HashMap, Layer, Metric, Option, Queue, Stream } from "effect"
 import type { StateCommand } from "../domain/jobs.js"
 import type { Event } from "../domain/events.js"
 import { type ClusterState, type Job, unfinishedJobs } from "../domain/state.js"
@@ -45,7 +45,7 @@ export const makeJobScheduler = Effect.gen(function* () {
 
   const leaderWork = (term: number) =>
     Effect.gen(function* () {
-      const accepted = yield* PubSub.subscribe(node.applied)
+      const accepted = yield* node.applied
       const at = yield* now
       // Announcing ourselves also brings our applied state up to this term's first entry.
       yield* submit({ _tag: "TakeOffice", leader: node.id, http, term, at })
@@ -92,9 +92,9 @@ export const makeJobScheduler = Effect.gen(function* () {
       // Whatever was applied since the last look, at once: one wake-up per batch, not per entry.
       const toRun = (a: AppliedEntry) =>
         a.events.flatMap((e) => (e._tag === "JobAccepted" && !endsIn(a.events, e.jobId) ? [e.jobId] : []))
-      yield* Queue.takeBetween(accepted, 1, Number.MAX_SAFE_INTEGER).pipe(
-        Effect.flatMap((entries) => Effect.forEach(Array.from(entries).flatMap(toRun), enqueue, { discard: true })),
-        Effect.forever
+      yield* accepted.takeAll.pipe(
+        Effect.flatMap(([entries, done]) => Effect.as(Effect.forEach(Array.from(entries).flatMap(toRun), enqueue, { discard: true }), done)),
+        Effect.repeat({ until: (done) => done })
       )
     }).pipe(
       Effect.scoped,

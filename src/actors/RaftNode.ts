@@ -1,4 +1,4 @@
-import { Cause, Chunk, Clock, Context, Data, Deferred, Effect, Exit, Layer, Mailbox, Metric, Option, PubSub, Runtime, SubscriptionRef } from "effect"
+import { Cause, Chunk, Clock, Context, Data, Deferred, Effect, Exit, Layer, Mailbox, Metric, Option, Runtime, type Scope, SubscriptionRef } from "effect"
 import { encodeCommand, type StateCommand } from "../domain/jobs.js"
 import { bootstrapPersisted, RaftCore } from "../domain/raft/core.js"
 import type { RaftOptions } from "../domain/raft/options.js"
@@ -77,8 +77,13 @@ export interface RaftNodeApi {
   readonly statusNow: () => RaftStatus
   readonly stateNow: () => ClusterState
   readonly leadership: SubscriptionRef.SubscriptionRef<Leadership>
-  /** Every applied entry with its events, in order. */
-  readonly applied: PubSub.PubSub<AppliedEntry>
+  /**
+   * Subscribes, for the scope, to every entry this node applies from now on, with its events, in
+   * order. Each subscriber gets a Mailbox of its own (an array swapped on each take): a PubSub's
+   * linked list promoted every applied entry to V8's old generation while anyone subscribed (see
+   * docs/design.md, "RaftNode, the actor").
+   */
+  readonly applied: Effect.Effect<Mailbox.ReadonlyMailbox<AppliedEntry>, never, Scope.Scope>
 }
 
 export class RaftNode extends Context.Tag("cluster_mgr/RaftNode")<RaftNode, RaftNodeApi>() {}
@@ -198,7 +203,8 @@ class Actor {
     readonly settings: RaftNodeSettings,
     readonly transport: Context.Tag.Service<Transport>,
     readonly leadership: SubscriptionRef.SubscriptionRef<Leadership>,
-    readonly appliedHub: PubSub.PubSub<AppliedEntry>,
+    /** The subscribers to applied entries (RaftNodeApi.applied). */
+    readonly appliedTo: Set<Mailbox.Mailbox<AppliedEntry>>,
     readonly clock: Clock.Clock,
     /** The test-only slow-disk fault; undefined when faults cannot be injected. */
     readonly diskDelayMs: Effect.Effect<number> | undefined
@@ -422,8 +428,7 @@ class Actor {
       const applied = this.sm.apply(ready.committed, (fresh) => {
         for (const entry of ready.committed) this.settleProposal(entry.index, entry.term, fresh)
       })
-      // The hub is unbounded: an offer is taken unless it was shut down with the node.
-      for (const entry of applied) this.appliedHub.unsafeOffer(entry)
+      if (applied.length > 0) for (const subscriber of this.appliedTo) subscriber.unsafeOfferAll(applied)
       metrics.appliedIndex.unsafeUpdate(this.sm.appliedIndex(), [])
       metrics.commitIndex.unsafeUpdate(this.core.commitIndex(), [])
     }
@@ -551,7 +556,7 @@ export const makeRaftNode = (settings: RaftNodeSettings) =>
     if (log.note !== undefined) yield* Effect.logWarning(log.note).pipe(Effect.annotateLogs({ node: settings.raft.id }))
     const initial = core.status()
     const leadership = yield* SubscriptionRef.make<Leadership>({ role: initial.role, term: initial.term, leader: initial.leader })
-    const appliedHub = yield* PubSub.unbounded<AppliedEntry>()
+    const appliedTo = new Set<Mailbox.Mailbox<AppliedEntry>>()
     // A Mailbox (an array swapped on each take), not a Queue: a Queue's linked list keeps the
     // removed node's link to the next, so once one node is promoted to the old generation every
     // later input (with its message or callback) stays reachable from it and is promoted too, until
@@ -564,7 +569,7 @@ export const makeRaftNode = (settings: RaftNodeSettings) =>
       injectable && Option.isSome(control)
         ? control.value.current().pipe(Effect.map((f) => f.diskDelayMs), Effect.orElseSucceed(() => 0))
         : undefined
-    const actor = new Actor(core, sm, log, settings, transport, leadership, appliedHub, yield* Effect.clock, diskDelayMs)
+    const actor = new Actor(core, sm, log, settings, transport, leadership, appliedTo, yield* Effect.clock, diskDelayMs)
     actor.offerTick = () => void inbox.unsafeOffer({ _tag: "Tick" })
     yield* Effect.addFinalizer(() => Effect.sync(() => actor.stopWakeUp()))
     const annotate = <A, E, R>(eff: Effect.Effect<A, E, R>) =>
@@ -627,7 +632,10 @@ export const makeRaftNode = (settings: RaftNodeSettings) =>
       statusNow: () => core.status(),
       stateNow: () => sm.state,
       leadership,
-      applied: appliedHub
+      applied: Effect.acquireRelease(
+        Effect.tap(Mailbox.make<AppliedEntry>(), (subscriber) => Effect.sync(() => appliedTo.add(subscriber))),
+        (subscriber) => Effect.zipRight(Effect.sync(() => appliedTo.delete(subscriber)), subscriber.shutdown)
+      )
     }
     return api
   })
