@@ -405,7 +405,6 @@ const deliverAsRead = (
   decoder: FrameDecoder
 ): Effect.Effect<never, ConnectionEnded | FrameTooLarge | InvalidFrame> =>
   Effect.async<never, ConnectionEnded | FrameTooLarge | InvalidFrame>((resume) => {
-    const { codec, group } = env.settings
     let stopped = false
     const stop = (error: ConnectionEnded | FrameTooLarge | InvalidFrame) => {
       if (stopped) return
@@ -417,18 +416,10 @@ const deliverAsRead = (
       for (let chunk: Buffer | null = socket.read(); chunk !== null && !stopped; chunk = socket.read()) {
         const frames = decoder.push(chunk)
         if (Either.isLeft(frames)) return stop(frames.left)
-        const messages: Array<Message> = []
-        for (const frame of frames.right) {
-          const message = decodeMessage(codec, frame)
-          if (Either.isLeft(message)) return stop(message.left)
-          messages.push(message.right)
-        }
-        let foreign = 0
-        for (const message of messages) {
-          if (message.group === group) env.delivery.offer({ _tag: "Message", message })
-          else foreign++
-        }
-        if (foreign > 0) env.fork(Effect.logDebug(`dropped ${foreign} messages of another group from ${peer}`))
+        const messages = decodeFrames(env, frames.right)
+        if (Either.isLeft(messages)) return stop(messages.left)
+        const foreign = offerOurs(env, messages.right)
+        if (foreign > 0) env.fork(droppedForeign(peer, foreign))
       }
       if (socket.readableEnded || socket.destroyed) stop(new ConnectionEnded())
     }
@@ -449,14 +440,26 @@ const deliverAsRead = (
 const deliver = (env: Env, peer: string, frames: ReadonlyArray<Buffer>) =>
   Effect.gen(function*() {
     if (frames.length === 0) return
-    const messages = yield* Either.all(frames.map((frame) => decodeMessage(env.settings.codec, frame)))
+    const messages = yield* decodeFrames(env, frames)
     if (!(yield* admit(env, peer))) return
-    const ours = messages.filter((message) => message.group === env.settings.group)
-    if (ours.length < messages.length) {
-      yield* Effect.logDebug(`dropped ${messages.length - ours.length} messages of another group from ${peer}`)
-    }
-    for (const message of ours) env.delivery.offer({ _tag: "Message", message })
+    const foreign = offerOurs(env, messages)
+    if (foreign > 0) yield* droppedForeign(peer, foreign)
   })
+
+const decodeFrames = (env: Env, frames: ReadonlyArray<Buffer>): Either.Either<Array<Message>, InvalidFrame> =>
+  Either.all(frames.map((frame) => decodeMessage(env.settings.codec, frame)))
+
+/** Hands this group's messages to the node, in order; returns how many of another group it dropped. */
+const offerOurs = (env: Env, messages: ReadonlyArray<Message>): number => {
+  let foreign = 0
+  for (const message of messages) {
+    if (message.group === env.settings.group) env.delivery.offer({ _tag: "Message", message })
+    else foreign++
+  }
+  return foreign
+}
+
+const droppedForeign = (peer: string, count: number) => Effect.logDebug(`dropped ${count} messages of another group from ${peer}`)
 
 /**
  * Whether traffic from `peer` passes the injected faults, after holding it back by the peer's
