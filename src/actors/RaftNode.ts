@@ -487,7 +487,7 @@ class Actor {
   }
 
   private publishLeadership(): Effect.Effect<void> | undefined {
-    const s = this.core.status()
+    const s = this.core.leadership()
     const prev = this.lastPublished
     if (prev && prev.role === s.role && prev.term === s.term && prev.leader === s.leader) return undefined
     const next: Leadership = { role: s.role, term: s.term, leader: s.leader }
@@ -496,7 +496,7 @@ class Actor {
       if (prev?.role === "leader" && s.role !== "leader") this.failAllProposals()
       if (s.role === "leader" && prev?.role !== "leader") yield* Metric.increment(metrics.elections)
       yield* Metric.set(metrics.term, s.term)
-      yield* Metric.set(metrics.commitIndex, s.commitIndex)
+      yield* Metric.set(metrics.commitIndex, this.core.commitIndex())
       yield* Metric.set(metrics.isLeader, s.role === "leader" ? 1 : 0)
       yield* SubscriptionRef.set(this.leadership, next)
       yield* Effect.logInfo(`role ${s.role}, term ${s.term}, leader ${s.leader ?? "none"}`)

@@ -373,6 +373,11 @@ export class RaftCore {
     return this.role === "leader"
   }
 
+  /** Role, term and leader alone: what the actor checks after every batch, without `status`'s peers. */
+  leadership(): { readonly role: Role; readonly term: number; readonly leader: string | null } {
+    return { role: this.role, term: this.term, leader: this.leader }
+  }
+
   commitIndex(): number {
     return this.commit
   }
