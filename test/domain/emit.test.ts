@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Either, Schema } from "effect"
-import { decodeEmitBody, EmitRequest, jobTypes } from "../../src/domain/emit/envelope.js"
+import { Either, FastCheck as fc, Schema } from "effect"
+import { decodeEmitBody, decodeEmitValue, decodeEmitValueBySchema, EmitRequest, jobTypes } from "../../src/domain/emit/envelope.js"
 import {
   BadRequest,
   Busy,
@@ -249,6 +249,83 @@ describe("decodeEmitBody: refused requests, all with Klustron's 70001", () => {
       }
       expect(infoOf(deep)).toBe("The request body must be a JSON object, got an array")
     }
+  })
+})
+
+describe("decodeEmitValue: the plain path gives what the schema gives", () => {
+  const fields = ["job_type", "version", "job_id", "timestamp", "user_name", "paras"]
+  const json = fc.letrec((tie) => ({
+    value: fc.oneof(
+      { depthSize: "small" },
+      fc.string(),
+      fc.constantFrom(...jobTypes, "", "Raft_Mission"),
+      fc.double(),
+      fc.integer(),
+      fc.boolean(),
+      fc.constant(null),
+      fc.array(tie("value"), { maxLength: 3 }),
+      tie("object")
+    ),
+    object: fc
+      .array(fc.tuple(fc.oneof(fc.constantFrom(...fields, "__proto__", "extra"), fc.string()), tie("value")), { maxLength: 4 })
+      .map((pairs) => ({ pairs }))
+  }))
+  /** Parsed from text, so that duplicate keys and an own `__proto__` key reach the decoder as from a client. */
+  const bodyText = (entries: ReadonlyArray<readonly [string, unknown]>): string => {
+    const render = (v: unknown): string =>
+      v !== null && typeof v === "object" && "pairs" in v
+        ? bodyText((v as { pairs: ReadonlyArray<readonly [string, unknown]> }).pairs)
+        : Array.isArray(v)
+        ? `[${v.map(render).join(",")}]`
+        : (JSON.stringify(v) ?? "null")
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${render(v)}`).join(",")}}`
+  }
+  const body = fc.array(fc.tuple(fc.constantFrom(...fields, "__proto__", "extra"), json.value), { maxLength: 8 }).map(bodyText)
+  const likelyValid = fc
+    .record(
+      {
+        job_type: fc.constantFrom(...jobTypes),
+        version: fc.oneof(fc.string(), fc.integer(), fc.double({ noNaN: true, noDefaultInfinity: true })),
+        job_id: fc.oneof(fc.string(), fc.integer()),
+        timestamp: fc.oneof(fc.string(), fc.integer()),
+        user_name: fc.string(),
+        paras: fc.dictionary(fc.string(), fc.oneof(fc.string(), fc.integer()), { maxKeys: 3 })
+      },
+      { requiredKeys: ["job_type"] }
+    )
+    .map((r) => JSON.stringify(r))
+
+  const same = (text: string) => {
+    const value: unknown = JSON.parse(text)
+    const plain = decodeEmitValue(value)
+    const bySchema = decodeEmitValueBySchema(value)
+    if (Either.isRight(bySchema)) {
+      expect(Either.isRight(plain)).toBe(true)
+      const got = Either.getOrThrow(plain)
+      expect(got).toStrictEqual(bySchema.right)
+      expect(Object.keys(got)).toStrictEqual(Object.keys(bySchema.right))
+    } else {
+      expect(Either.isLeft(plain)).toBe(true)
+      if (Either.isLeft(plain)) expect(plain.left.info).toBe(bySchema.left.info)
+    }
+  }
+
+  it("on arbitrary bodies, duplicate keys and __proto__ included", () => {
+    fc.assert(fc.property(body, same), { numRuns: 3000 })
+  })
+
+  it("on bodies of the right shape, every job type, texts as strings or numbers", () => {
+    fc.assert(fc.property(likelyValid, same), { numRuns: 3000 })
+  })
+
+  it("on the bodies Klustron's clients send", () => {
+    for (const text of [
+      `{"version":"1.0","job_id":"","job_type":"get_status","timestamp":"1435749309","user_name":"kunlun_test","paras":{}}`,
+      `{"version":1,"job_type":"raft_mission","timestamp":1435749309,"paras":{"task_type":"transfer_leader","target_leader":"127.0.0.1:58011"}}`,
+      `{"job_type":"get_cluster_mgr_status"}`,
+      `{"job_type":"get_status","job_id":"12","paras":{"__proto__":{}}}`,
+      `{"job_type":"get_status","user_name":null}`
+    ]) same(text)
   })
 })
 

@@ -374,20 +374,26 @@ export type Command = typeof Command.Type
 const where = (root: string, path: string): string =>
   root === "" ? path : path === "" ? root : path.startsWith("[") ? `${root}${path}` : `${root}.${path}`
 
-/** Decodes `input`, naming the failing field under `root` in the error (paras.peer, job_id). */
-const decodeAt = <A, I>(schema: Schema.Schema<A, I>, input: unknown, root: string): Either.Either<A, BadRequest> =>
-  Either.mapLeft(Schema.decodeUnknownEither(schema, { errors: "first" })(input), (error) => {
-    const issue = firstIssue(error)
-    return new BadRequest({ info: `${where(root, issue.path)} ${issue.message}` })
-  })
+/**
+ * A decoder for `schema` whose errors name the failing field under `root` (paras.peer, job_id).
+ * Built once per schema, not per request.
+ */
+const decoderAt = <A, I>(schema: Schema.Schema<A, I>, root: string) => {
+  const decode = Schema.decodeUnknownEither(schema, { errors: "first" })
+  return (input: unknown): Either.Either<A, BadRequest> =>
+    Either.mapLeft(decode(input), (error) => {
+      const issue = firstIssue(error)
+      return new BadRequest({ info: `${where(root, issue.path)} ${issue.message}` })
+    })
+}
 
 type Decoder = (request: EmitRequest) => Either.Either<Command, BadRequest>
 
 /** `_tag` is written last so a `_tag` key in paras cannot pick another command. */
-const fromParas =
-  <A extends Command, I>(schema: Schema.Schema<A, I>): Decoder =>
-  (request) =>
-    decodeAt(schema, { ...request.paras, _tag: request.job_type }, "paras")
+const fromParas = <A extends Command, I>(schema: Schema.Schema<A, I>): Decoder => {
+  const decode = decoderAt(schema, "paras")
+  return (request) => decode({ ...request.paras, _tag: request.job_type })
+}
 
 const raftTaskDecoders: { readonly [K in (typeof raftTaskTypes)[number]]: Decoder } = {
   transfer_leader: fromParas(TransferLeader),
@@ -395,13 +401,13 @@ const raftTaskDecoders: { readonly [K in (typeof raftTaskTypes)[number]]: Decode
   remove_peer: fromParas(RemovePeer)
 }
 
+const decodeRaftTask = decoderAt(RaftTask, "paras")
 const decodeRaftMission: Decoder = (request) =>
-  Either.flatMap(decodeAt(RaftTask, request.paras, "paras"), ({ task_type }) =>
-    raftTaskDecoders[task_type](request)
-  )
+  Either.flatMap(decodeRaftTask(request.paras), ({ task_type }) => raftTaskDecoders[task_type](request))
 
+const decodeGetStatusParas = decoderAt(GetStatus, "")
 const decodeGetStatus: Decoder = ({ job_id }) =>
-  decodeAt(GetStatus, job_id === undefined ? { _tag: "get_status" } : { _tag: "get_status", job_id }, "")
+  decodeGetStatusParas(job_id === undefined ? { _tag: "get_status" } : { _tag: "get_status", job_id })
 
 const decoders: { readonly [K in JobType]: Decoder } = {
   raft_mission: decodeRaftMission,

@@ -105,15 +105,53 @@ const decodeRequest = Schema.decodeUnknownEither(EmitRequest, { errors: "first" 
 const fromParseError = (error: ParseResult.ParseError): BadRequest =>
   new BadRequest({ info: firstIssue(error).message })
 
+const knownJobTypes: ReadonlySet<string> = new Set(jobTypes)
+const textFields = ["version", "job_id", "timestamp", "user_name"] as const
+
+/**
+ * The EmitRequest schema's result for a body it accepts as it stands (every field present has
+ * its decoded type: a known job_type, texts as strings or numbers, paras an object), built
+ * without running the schema's parser; undefined for anything else, which the schema decodes
+ * and, when it refuses, words the error for. The parser cost the leader several times
+ * JSON.parse per request; test/domain/emit.test.ts checks that both give the same request,
+ * keys in the same order, on generated bodies.
+ */
+const decodePlainRequest = (body: JsonObject): EmitRequest | undefined => {
+  const jobType = Object.hasOwn(body, "job_type") ? body.job_type : undefined
+  if (typeof jobType !== "string" || !knownJobTypes.has(jobType)) return undefined
+  const request: { -readonly [K in keyof EmitRequest]?: EmitRequest[K] } = { job_type: jobType as JobType }
+  for (const field of textFields) {
+    if (!Object.hasOwn(body, field)) continue
+    const value = body[field]
+    if (typeof value === "string") request[field] = value
+    else if (typeof value === "number" && Number.isFinite(value)) request[field] = String(value)
+    else return undefined
+  }
+  if (!Object.hasOwn(body, "paras")) request.paras = {}
+  else if (isJsonObject(body.paras) && !Object.hasOwn(body.paras, forbiddenKey)) request.paras = body.paras
+  else return undefined
+  return request as EmitRequest
+}
+
+/** What no schema decodes: a body that is not an object, or has an own `__proto__` key. */
+const refuseShape = (body: unknown): BadRequest | undefined => {
+  if (!isJsonObject(body)) return new BadRequest({ info: `The request body must be a JSON object, got ${describe(body)}` })
+  if (Object.hasOwn(body, forbiddenKey)) {
+    return new BadRequest({ info: `The key \`${forbiddenKey}\` is not allowed in the request body` })
+  }
+  return undefined
+}
+
+/** The schema alone, without the plain path: the reference the tests hold the plain path to. */
+export const decodeEmitValueBySchema = (body: unknown): Either.Either<EmitRequest, BadRequest> => {
+  const refused = refuseShape(body)
+  return refused !== undefined ? Either.left(refused) : Either.mapLeft(decodeRequest(body), fromParseError)
+}
+
 /** Turns any parsed body into a request or a Klustron-shaped error naming the field. */
 export const decodeEmitValue = (body: unknown): Either.Either<EmitRequest, BadRequest> => {
-  if (!isJsonObject(body)) {
-    return Either.left(new BadRequest({ info: `The request body must be a JSON object, got ${describe(body)}` }))
-  }
-  if (Object.hasOwn(body, forbiddenKey)) {
-    return Either.left(new BadRequest({ info: `The key \`${forbiddenKey}\` is not allowed in the request body` }))
-  }
-  return Either.mapLeft(decodeRequest(body), fromParseError)
+  const plain = isJsonObject(body) && !Object.hasOwn(body, forbiddenKey) ? decodePlainRequest(body) : undefined
+  return plain !== undefined ? Either.right(plain) : decodeEmitValueBySchema(body)
 }
 
 const parseJson = (text: string): Either.Either<unknown, BadRequest> =>
