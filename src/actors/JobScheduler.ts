@@ -92,10 +92,14 @@ export const makeJobScheduler = Effect.gen(function* () {
       // Whatever was applied since the last look, at once: one wake-up per batch, not per entry.
       const toRun = (a: AppliedEntry) =>
         a.events.flatMap((e) => (e._tag === "JobAccepted" && !endsIn(a.events, e.jobId) ? [e.jobId] : []))
-      yield* accepted.takeAll.pipe(
-        Effect.flatMap(([entries, done]) => Effect.as(Effect.forEach(Array.from(entries).flatMap(toRun), enqueue, { discard: true }), done)),
-        Effect.repeat({ until: (done) => done })
-      )
+      // Effect.iterate, not Effect.repeat: a repeat runs a Schedule, which reads the clock and
+      // provides each iteration's metadata in a new context (two FiberRef writes per batch).
+      yield* Effect.iterate(false, {
+        while: (done) => !done,
+        body: () =>
+          Effect.flatMap(accepted.takeAll, ([entries, done]) =>
+            Effect.as(Effect.forEach(Array.from(entries).flatMap(toRun), enqueue, { discard: true }), done))
+      })
     }).pipe(
       Effect.scoped,
       Effect.catchAll((e: RaftError) => Effect.logDebug(`leader work ended: ${e._tag}`)),
