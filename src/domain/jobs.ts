@@ -96,6 +96,7 @@ export const encodeCommand = (command: StateCommand): string => {
   return JSON.stringify(encoded)
 }
 const decodeCommandBySchema = Schema.decodeUnknownEither(StateCommandJson)
+const decodeParsedCommand = Schema.decodeUnknownEither(StateCommand)
 
 /**
  * The schema's result for a SubmitJob, every job's first entry, as the leader encoded it (the
@@ -106,7 +107,7 @@ const decodeCommandBySchema = Schema.decodeUnknownEither(StateCommandJson)
 const decodePlainSubmitJob = (value: unknown): StateCommand | undefined => {
   if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined
   const v = value as { readonly [key: string]: unknown }
-  if (v._tag !== "SubmitJob" || !Object.hasOwn(v, "_tag") || !Object.hasOwn(v, "paras")) return undefined
+  if (v._tag !== "SubmitJob" || !Object.hasOwn(v, "paras")) return undefined
   const { jobType, userName, at } = v
   if (typeof jobType !== "string" || typeof userName !== "string" || typeof at !== "number") return undefined
   const command: { -readonly [K in keyof typeof SubmitJob.Type]: (typeof SubmitJob.Type)[K] } = {
@@ -129,7 +130,7 @@ export const decodeStateCommand = (data: string): Either.Either<StateCommand, un
     return decodeCommandBySchema(data)
   }
   const plain = decodePlainSubmitJob(value)
-  return plain !== undefined ? Either.right(plain) : decodeCommandBySchema(data)
+  return plain !== undefined ? Either.right(plain) : decodeParsedCommand(value)
 }
 
 /** The schema alone: the reference the tests hold decodeStateCommand to. */
