@@ -17,6 +17,7 @@ import {
 import { AgentReport, MachineSpec, NodeStats, ObservedInstance, sameInstances } from "./machines.js"
 import type { Entry } from "./raft/types.js"
 import { type ClusterState, evolve } from "./state.js"
+import { totalDecoder } from "./totalDecode.js"
 
 /**
  * What a Raft command entry carries: an intent, decided into events only when the entry is
@@ -95,8 +96,8 @@ export const encodeCommand = (command: StateCommand): string => {
   const encoded: typeof StateCommand.Encoded = command
   return JSON.stringify(encoded)
 }
-const decodeCommandBySchema = Schema.decodeUnknownEither(StateCommandJson)
-const decodeParsedCommand = Schema.decodeUnknownEither(StateCommand)
+const decodeCommandBySchema = totalDecoder(StateCommandJson)
+const decodeParsedCommand = totalDecoder(StateCommand)
 
 /**
  * The schema's result for a SubmitJob, every job's first entry, as the leader encoded it (the

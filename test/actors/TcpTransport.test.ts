@@ -251,6 +251,11 @@ describe(`TcpTransport: refusing what is not ours${mode}`, () => {
       hello(from),
       rawFrame(JSON.stringify({ ...heartbeat(from, to, 1), term: "one" }))
     ],
+    // Effect's union parser reads the tag with String(), which throws on such an object.
+    "a message whose _tag cannot be read as text": (from, to) => [
+      hello(from),
+      rawFrame(JSON.stringify({ ...heartbeat(from, to, 1), _tag: { toString: 1 } }))
+    ],
     "a frame longer than the maximum": (from) => [hello(from), Buffer.from([0xff, 0xff, 0xff, 0xff, 1, 2, 3])],
     "a handshake that is not one": () => [rawFrame(JSON.stringify({ hello: true }))]
   }

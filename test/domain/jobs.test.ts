@@ -72,6 +72,14 @@ describe("decodeStateCommand: the plain path for SubmitJob gives what the schema
 
   it("on text that is not JSON, and on JSON that is not an object", () => {
     for (const data of ["", "{", "null", "[]", "\"SubmitJob\"", "1", `{"_tag":"SubmitJob"`]) same(data)
+  })
+
+  it("refuses, without throwing, a tag that cannot be read as text (Effect's union parser calls String() on it)", () => {
+    for (const tag of [`{"toString":""}`, `{"toString":1,"valueOf":1}`]) {
+      const data = `{"_tag":${tag},"jobType":"","userName":"","paras":{},"at":0}`
+      expect(Either.isLeft(decodeStateCommand(data))).toBe(true)
+      same(data)
+    }
     fc.assert(fc.property(fc.string(), same), { numRuns: 500 })
   })
 })

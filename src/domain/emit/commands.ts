@@ -1,6 +1,7 @@
 import { Either, ParseResult, Schema } from "effect"
 import type { EmitRequest, JobType } from "./envelope.js"
 import { isJsonObject, jobTypes, NumberAsText } from "./envelope.js"
+import { totalDecoder } from "../totalDecode.js"
 import { BadRequest, describe, firstIssue, mustBe } from "./errors.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -379,7 +380,7 @@ const where = (root: string, path: string): string =>
  * Built once per schema, not per request.
  */
 const decoderAt = <A, I>(schema: Schema.Schema<A, I>, root: string) => {
-  const decode = Schema.decodeUnknownEither(schema, { errors: "first" })
+  const decode = totalDecoder(schema, { errors: "first" })
   return (input: unknown): Either.Either<A, BadRequest> =>
     Either.mapLeft(decode(input), (error) => {
       const issue = firstIssue(error)

@@ -1,5 +1,6 @@
 import { Either, Schema } from "effect"
 import type { ParseResult } from "effect"
+import { totalDecoder } from "../totalDecode.js"
 import { BadRequest, describe, excerpt, firstIssue } from "./errors.js"
 
 /** Every job_type the Emit endpoint knows; anything else is "Unrecongnized job type". */
@@ -100,7 +101,7 @@ export const EmitRequest = Schema.Struct({
 })
 export type EmitRequest = typeof EmitRequest.Type
 
-const decodeRequest = Schema.decodeUnknownEither(EmitRequest, { errors: "first" })
+const decodeRequest = totalDecoder(EmitRequest, { errors: "first" })
 
 const fromParseError = (error: ParseResult.ParseError): BadRequest =>
   new BadRequest({ info: firstIssue(error).message })
