@@ -50,7 +50,6 @@ const runWithCodeCache = (file) => {
   const script = new Script(Module.wrap(source), { filename: file, cachedData })
   const cjs = new Module(file, undefined)
   cjs.filename = file
-  cjs.paths = Module._nodeModulePaths(dirname(file))
   if (cacheFile && (cachedData === undefined || script.cachedDataRejected)) {
     setTimeout(() => {
       try {
