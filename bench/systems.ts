@@ -30,17 +30,16 @@ const newestMtimeMs = (dir: string): number => {
 }
 
 /**
- * Whether bin/cluster_mgr.mjs runs the build (the bundle dist/bin/cluster_mgr.cjs, or .mjs in
- * checkouts from before its code cache; dist/cli.js in checkouts from before the bundle) rather
- * than the sources through tsx: the launcher's own test, the build stamp at least as new as every
- * file in src/.
+ * Whether bin/cluster_mgr.mjs runs the build (the bundle dist/bin/cluster_mgr.mjs; dist/cli.js in
+ * checkouts from before the bundle) rather than the sources through tsx: the launcher's own test,
+ * the build stamp at least as new as every file in src/.
  */
 export const cmRunsBundle = (): boolean => {
   const stamp = path.join(cmRoot, "dist/.built")
   const bundled = fs.existsSync(path.join(cmRoot, "scripts/bundle.mjs"))
   return (
     fs.existsSync(stamp) &&
-    (!bundled || ["cjs", "mjs"].some((ext) => fs.existsSync(path.join(cmRoot, `dist/bin/cluster_mgr.${ext}`)))) &&
+    (!bundled || fs.existsSync(path.join(cmRoot, "dist/bin/cluster_mgr.mjs"))) &&
     fs.statSync(stamp).mtimeMs >= newestMtimeMs(path.join(cmRoot, "src"))
   )
 }

@@ -2,4 +2,4 @@
 // cluster_mgr: the bundle when it is fresh, else the sources (bin/launch.mjs).
 import { launch } from "./launch.mjs"
 
-await launch("dist/bin/cluster_mgr.cjs", "src/cli.ts")
+await launch("dist/bin/cluster_mgr.mjs", "src/cli.ts")

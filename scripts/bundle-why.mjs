@@ -1,8 +1,7 @@
 // `npm run build:why [-- bin [pattern]]`: what a bundled bin loads, from the esbuild metafiles
 // that `npm run build` writes to dist/.bundle-meta/. Without a pattern: the bytes per package of
-// the code the bin loads at start (its bundle and the chunks it imports statically; chunks behind
-// a dynamic import() and worker-thread entries are listed apart; cluster_mgr's CommonJS bundle
-// holds `audit` too). With a pattern (a regular
+// the code the bin loads at start (its entry and the chunks that entry imports statically; chunks
+// behind a dynamic import(), such as `audit`, and worker-thread entries are listed apart). With a pattern (a regular
 // expression over input paths): the chain of static imports that pulls the first matching input
 // into the bin.
 import * as fs from "node:fs"
@@ -16,8 +15,6 @@ if (!fs.existsSync(file)) {
   process.exit(2)
 }
 const meta = JSON.parse(fs.readFileSync(file, "utf8"))
-/** The bin's own bundle: dist/bin/<bin>.cjs (cluster_mgr) or dist/bin/<bin>.mjs. */
-const main = [`dist/bin/${bin}.cjs`, `dist/bin/${bin}.mjs`].find((f) => meta.outputs[f] !== undefined)
 const kb = (n) => `${(n / 1024).toFixed(0)} KB`
 const packageOf = (input) => {
   const parts = input.split("/")
@@ -28,7 +25,7 @@ const packageOf = (input) => {
 
 if (pattern !== undefined) {
   const re = new RegExp(pattern)
-  const entry = meta.outputs[main].entryPoint
+  const entry = meta.outputs[`dist/bin/${bin}.mjs`].entryPoint
   const from = new Map([[entry, undefined]])
   const queue = [entry]
   while (queue.length > 0) {
@@ -51,7 +48,7 @@ if (pattern !== undefined) {
 
 const outputs = Object.entries(meta.outputs).filter(([f]) => !f.endsWith(".map"))
 const atStart = new Set()
-const queue = [main]
+const queue = [`dist/bin/${bin}.mjs`]
 while (queue.length > 0) {
   const f = queue.shift()
   if (atStart.has(f)) continue

@@ -150,13 +150,12 @@ export const openRaftLog = (path: string | ":memory:", options: RaftLogOptions =
 // ------------------------------------------------------------------ the writer thread
 
 /**
- * raftLogWorker beside this module: src/storage/*.ts (tsx, vitest), dist/storage/*.js (tsc), or
- * dist/bin/raftLogWorker.mjs beside the bundle (dist/bin/cluster_mgr.cjs, whose
- * `import.meta.url` is its own file's).
+ * raftLogWorker beside this module, with this module's extension: src/storage/*.ts (tsx,
+ * vitest), dist/storage/*.js (tsc), or the bundle's dist/bin/raftLogWorker.mjs.
  */
 const writerEntry = (): URL => {
   const here = import.meta.url
-  const ext = here.endsWith(".ts") ? ".ts" : here.endsWith(".mjs") || here.endsWith(".cjs") ? ".mjs" : ".js"
+  const ext = here.endsWith(".ts") ? ".ts" : here.endsWith(".mjs") ? ".mjs" : ".js"
   return new URL(`./raftLogWorker${ext}`, here)
 }
 
