@@ -135,7 +135,7 @@ export const decodeStateCommand = (data: string): Either.Either<StateCommand, un
 }
 
 /** The schema alone: the reference the tests hold decodeStateCommand to. */
-export const decodeStateCommandBySchema = (data: string): Either.Either<StateCommand, unknown> => decodeCommandBySchema(data)
+export const decodeStateCommandBySchema: (data: string) => Either.Either<StateCommand, unknown> = decodeCommandBySchema
 
 const isOpen = (state: ClusterState, jobId: string): boolean => {
   const job = HashMap.get(state.jobs, jobId)

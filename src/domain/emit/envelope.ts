@@ -143,17 +143,19 @@ const refuseShape = (body: unknown): BadRequest | undefined => {
   return undefined
 }
 
-/** The schema alone, without the plain path: the reference the tests hold the plain path to. */
-export const decodeEmitValueBySchema = (body: unknown): Either.Either<EmitRequest, BadRequest> => {
+/** Refuses what no schema decodes, then tries the plain path first (or not) and the schema after it. */
+const decodeEmitValueWith = (plainFirst: boolean) => (body: unknown): Either.Either<EmitRequest, BadRequest> => {
   const refused = refuseShape(body)
-  return refused !== undefined ? Either.left(refused) : Either.mapLeft(decodeRequest(body), fromParseError)
+  if (refused !== undefined) return Either.left(refused)
+  const plain = plainFirst ? decodePlainRequest(body as JsonObject) : undefined
+  return plain !== undefined ? Either.right(plain) : Either.mapLeft(decodeRequest(body), fromParseError)
 }
 
+/** The schema alone, without the plain path: the reference the tests hold the plain path to. */
+export const decodeEmitValueBySchema = decodeEmitValueWith(false)
+
 /** Turns any parsed body into a request or a Klustron-shaped error naming the field. */
-export const decodeEmitValue = (body: unknown): Either.Either<EmitRequest, BadRequest> => {
-  const plain = isJsonObject(body) && !Object.hasOwn(body, forbiddenKey) ? decodePlainRequest(body) : undefined
-  return plain !== undefined ? Either.right(plain) : decodeEmitValueBySchema(body)
-}
+export const decodeEmitValue = decodeEmitValueWith(true)
 
 const parseJson = (text: string): Either.Either<unknown, BadRequest> =>
   Either.try({
