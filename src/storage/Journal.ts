@@ -4,6 +4,7 @@ import { Schema } from "effect"
 import { encodeEventJson, Event } from "../domain/events.js"
 import { migrate, type Migration } from "./migrations.js"
 import { toPersistenceError } from "./PersistenceError.js"
+import { pageCachePragma, readPragmas, type StoragePragmas } from "./sqliteSettings.js"
 
 /**
  * The event journal: every event applied on this node, appended in order, each row hashed
@@ -224,6 +225,7 @@ export class Journal {
       // holds those entries (it is compacted only below a snapshot, and `sync` runs before every
       // snapshot), so a restarted node applies them again. This saves an fsync per batch.
       db.pragma("synchronous = NORMAL")
+      db.pragma(pageCachePragma)
       migrate(db, "journal", journalMigrations)
       return new Journal(db, false, retention)
     } catch (error) {
@@ -329,6 +331,15 @@ export class Journal {
   /** Set when retention pruned the journal: its base is then the last pruned event. */
   pruneMark(): PruneMark | undefined {
     return this.mark
+  }
+
+  /** The connection's settings as SQLite reports them (synchronous is NORMAL between syncs). */
+  pragmas(): StoragePragmas {
+    try {
+      return readPragmas(this.db)
+    } catch (error) {
+      throw toPersistenceError("journal pragmas", error)
+    }
   }
 
   /** Makes everything appended so far durable (before a snapshot lets the Raft log go). */

@@ -14,6 +14,7 @@ import {
   raftSql,
   type SnapshotRow
 } from "./raftSchema.js"
+import { readPragmas, type StoragePragmas } from "./sqliteSettings.js"
 
 export interface RaftStorageOptions {
   /** How long a write waits for a lock held by another connection (default 5000). */
@@ -31,14 +32,7 @@ export type PersistInput = Pick<
 /** The same, also for a bootstrap's entries (read-only). */
 type PersistSteps = Omit<PersistInput, "entries"> & { readonly entries: ReadonlyArray<Entry> }
 
-/** The durability settings in force on the connection, as SQLite reports them. */
-export interface StoragePragmas {
-  readonly journalMode: string
-  /** 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA. */
-  readonly synchronous: number
-  readonly foreignKeys: boolean
-  readonly busyTimeoutMs: number
-}
+export type { StoragePragmas }
 
 /**
  * The durable Raft state of one node: hard state, log and snapshot. Synchronous on purpose:
@@ -180,13 +174,7 @@ class SqliteRaftStorage implements RaftStorage {
   }
 
   pragmas(): StoragePragmas {
-    const read = (name: string) => this.db.pragma(name, { simple: true })
-    return guard("pragmas", () => ({
-      journalMode: String(read("journal_mode")),
-      synchronous: Number(read("synchronous")),
-      foreignKeys: Number(read("foreign_keys")) === 1,
-      busyTimeoutMs: Number(read("busy_timeout"))
-    }))
+    return guard("pragmas", () => readPragmas(this.db))
   }
 
   close(): void {

@@ -17,6 +17,7 @@ import {
   type ToWriter,
   type WriterData
 } from "./raftLogWriter.js"
+import { readPragmas } from "./sqliteSettings.js"
 import { StorageInvariantViolation } from "./StorageInvariantViolation.js"
 
 if (parentPort === null) throw new Error("raftLogWorker runs as a worker thread (see RaftLog.ts)")
@@ -59,14 +60,7 @@ port.on("message", (message: ToWriter) => {
       return
     case "Pragmas":
       try {
-        const read = (name: string) => store!.db.pragma(name, { simple: true })
-        const value = {
-          journalMode: String(read("journal_mode")),
-          synchronous: Number(read("synchronous")),
-          foreignKeys: Number(read("foreign_keys")) === 1,
-          busyTimeoutMs: Number(read("busy_timeout"))
-        }
-        reply({ _tag: "Done", id: message.id, value })
+        reply({ _tag: "Done", id: message.id, value: readPragmas(store!.db) })
       } catch (error) {
         reply({ _tag: "Done", id: message.id, failure: failureOf(error) })
       }

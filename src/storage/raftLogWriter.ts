@@ -13,6 +13,7 @@ import {
   logOrigin
 } from "./logInvariants.js"
 import { raftSql } from "./raftSchema.js"
+import { pageCachePragma } from "./sqliteSettings.js"
 
 /** A snapshot as stored: its configuration already JSON. */
 export interface StoredSnapshot {
@@ -66,7 +67,9 @@ export const configureConnection = (db: Database, busyTimeoutMs: number): void =
   db.pragma("fullfsync = ON")
   db.pragma("foreign_keys = ON")
   db.pragma(`busy_timeout = ${Math.trunc(busyTimeoutMs)}`)
+  db.pragma(pageCachePragma)
 }
+
 
 /**
  * The steps of one PersistRequest on `db`, with the log checks of logInvariants.ts; the caller

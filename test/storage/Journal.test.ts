@@ -5,6 +5,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { genesisHash, Journal, type JournalInput, rowHash } from "../../src/storage/Journal.js"
+import { pageCacheKiB } from "../../src/storage/sqliteSettings.js"
 import { accepted } from "../support/jobEvents.js"
 
 const file = () => path.join(fs.mkdtempSync(path.join(os.tmpdir(), "cm-journal-")), "journal.db")
@@ -19,6 +20,14 @@ describe("Journal storage", () => {
     expect(rowHash(genesisHash, row)).toBe(createHash("sha256").update(text).digest("hex"))
   })
 
+
+  it("runs in WAL mode with synchronous=NORMAL and SQLite's page cache, not better-sqlite3's 16 MB", () => {
+    const journal = Journal.open(file())
+    expect(journal.pragmas()).toMatchObject({ journalMode: "wal", synchronous: 1, cacheKiB: pageCacheKiB })
+    journal.sync()
+    expect(journal.pragmas().synchronous).toBe(1)
+    journal.close()
+  })
 
   it("an append writes its rows and the applied index, not the base image (sm_base)", () => {
     const f = file()

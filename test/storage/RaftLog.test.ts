@@ -5,6 +5,7 @@ import * as fs from "node:fs"
 import type { Worker } from "node:worker_threads"
 import { PersistenceError, StorageInvariantViolation } from "../../src/storage/PersistenceError.js"
 import { openRaftLog, type PersistMode, persistModeFromEnv, type RaftLog } from "../../src/storage/RaftLog.js"
+import { pageCacheKiB } from "../../src/storage/sqliteSettings.js"
 import { openRaftStorage, type PersistInput } from "../../src/storage/RaftStorage.js"
 import { command, commands, config, CRASH_BATCH, fresh, makeTempDirs, nothing, writeUntilKilled } from "./fixtures.js"
 
@@ -124,7 +125,7 @@ describe.each(["sync", "worker"] as const)("RaftLog (%s)", (mode) => {
       const log = open(mode, temp.dbPath(), { busyTimeoutMs: 1234 })
       log.bootstrap(fresh)
       yield* log.persist({ ...nothing, entries: commands(1, 1, 1) })
-      expect(yield* log.pragmas).toEqual({ journalMode: "wal", synchronous: 2, foreignKeys: true, busyTimeoutMs: 1234 })
+      expect(yield* log.pragmas).toEqual({ journalMode: "wal", synchronous: 2, foreignKeys: true, busyTimeoutMs: 1234, cacheKiB: pageCacheKiB })
     })
   )
 })

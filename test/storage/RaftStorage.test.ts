@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from "@effect/vitest"
 import Database from "better-sqlite3"
 import { PersistenceError, StorageInvariantViolation } from "../../src/storage/PersistenceError.js"
 import { decodePayload, encodePayload, encodePayloadBySchema } from "../../src/storage/codec.js"
+import { pageCacheKiB } from "../../src/storage/sqliteSettings.js"
 import { openRaftStorage, type RaftStorage } from "../../src/storage/RaftStorage.js"
 import { command, commands, config, CRASH_BATCH, fresh, makeTempDirs, nothing, writeUntilKilled } from "./fixtures.js"
 
@@ -197,14 +198,15 @@ describe("persist", () => {
 })
 
 describe("durability settings", () => {
-  it("runs in WAL mode with synchronous=FULL, foreign keys and a busy timeout", () => {
+  it("runs in WAL mode with synchronous=FULL, foreign keys, a busy timeout and SQLite's page cache", () => {
     const file = temp.dbPath()
     const storage = open(file, { busyTimeoutMs: 1234 })
     expect(storage.pragmas()).toEqual({
       journalMode: "wal",
       synchronous: 2,
       foreignKeys: true,
-      busyTimeoutMs: 1234
+      busyTimeoutMs: 1234,
+      cacheKiB: pageCacheKiB
     })
     // WAL is a property of the file: another connection sees it too.
     const other = new Database(file, { readonly: true })
