@@ -1,5 +1,6 @@
 import { die as dieAs, runDaemon } from "./daemon.js"
 import { parseConfig } from "./domain/config.js"
+import { tuneHeap } from "./heapTuning.js"
 import { runLocalCluster } from "./local.js"
 import { httpAddress, nodeLayer, raftAddress, StartupError } from "./node.js"
 
@@ -40,6 +41,7 @@ if (args.length === 0 || args[0] === "--help" || args[0] === "-h") {
 } else if (args[0] === "local") {
   runLocalCluster(args.slice(1))
 } else if (args.length === 1) {
+  tuneHeap()
   runNode(args[0])
 } else {
   die(`expected one argument, the path of cluster_mgr.cnf\n${usage}`)
