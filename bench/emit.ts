@@ -20,7 +20,7 @@
  *    group: a follower restarted after SIGTERM and after kill -9 (spawn -> serves status), and
  *    (cluster_mgr) add_peer of a 4th node on an empty data directory, Emit -> done.
  * 5. One table (bench/table.ts): figure, cluster_mgr, etcd, ratio, target (issue 7); RSS per
- *    cluster_mgr process idle and at concurrency 64; time from spawn until a node serves status.
+ *    process just started, idle (BENCH_IDLE_SECONDS after the election) and at concurrency 64; time from spawn until a node serves status.
  *
  * The nodes run the bundled build through bin/cluster_mgr.mjs, as `npx cluster_mgr` does (the
  * bench runs `npm run build` first when the bundle is missing or older than src/).
@@ -28,7 +28,7 @@
  * Every spawned process is killed by pid on exit (also on errors, SIGINT and a watchdog).
  *
  * Knobs (env): BENCH_SECONDS, BENCH_WARMUP_SECONDS (default 5: load at c=16 before the first level, not counted), BENCH_KILLS (0: no failover), BENCH_LEVELS ("1,16,64"),
- * BENCH_ETCD=0 (skip etcd), BENCH_OPS=0 (skip the operations), BENCH_TRANSFERS, BENCH_PAUSES,
+ * BENCH_IDLE_SECONDS (default 30: when idle RSS is read, after the election), BENCH_ETCD=0 (skip etcd), BENCH_OPS=0 (skip the operations), BENCH_TRANSFERS, BENCH_PAUSES,
  * BENCH_FILL (accepted jobs, one log entry each; the restart and add_peer rows name the index
  * they ran at, a little above it after the leader changes of the operations: BENCH_FILL=1000000
  * puts add_peer behind over 1,000,000 entries), and for experiments on cluster_mgr:
@@ -56,9 +56,16 @@ const WARMUP_MS = Math.min(1000, SECONDS * 200)
  * A control plane runs for months; its steady state is the figure.
  */
 const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 5)
+/**
+ * When "idle" RSS is read, in seconds after the election (at least 2). A node's heap still holds
+ * start-up's garbage for the first seconds: V8's memory reducer collects it about 8 s after the
+ * last full collection, and a 3-node group measured every few seconds over two minutes sat at
+ * 83-88 MB before that and 71-78 MB from 30 s on. The 2 s reading is kept as "just started".
+ */
+const IDLE_SETTLE_SECONDS = Math.max(2, Number(process.env.BENCH_IDLE_SECONDS ?? 30))
 /** Worst case per kill: 60 s for a stable leader, 20 s each for the first accept and the new leader, 60 s for the restart, 30 s for the rejoin. */
 /** The operations figures (bench/ops.ts) get their own worst case on top. */
-installCleanup((2 * LEVELS.length * (SECONDS + 2) + 2 * KILLS * 200 + 600) * 1000 + opsWatchdogMs())
+installCleanup((2 * LEVELS.length * (SECONDS + 2) + 2 * IDLE_SETTLE_SECONDS + 2 * KILLS * 200 + 600) * 1000 + opsWatchdogMs())
 
 const clkTck = 100
 /** CPU seconds (user + system) a process has used, from /proc/PID/stat. */
@@ -84,6 +91,9 @@ interface SystemFigures {
   startMs: Array<number>
   restartMs: Array<number>
   restartIndex: Array<number>
+  /** 2 s after the election: start-up's garbage is still in the heap. */
+  rssStarted: Array<number>
+  /** IDLE_SETTLE_SECONDS after the election, before any load. */
   rssIdle: Array<number>
   rssLoad: Array<number>
   rssAfter: Array<number>
@@ -98,6 +108,7 @@ const emptyFigures = (): SystemFigures => ({
   startMs: [],
   restartMs: [],
   restartIndex: [],
+  rssStarted: [],
   rssIdle: [],
   rssLoad: [],
   rssAfter: []
@@ -122,9 +133,13 @@ const measure = async (sys: System): Promise<SystemFigures> => {
   console.log(
     `  serving after ${f.startMs.map((ms) => fmt(ms, 0)).join(" / ")} ms from spawn; leader ${leader.name} (${leader.address}); pids ${pidsOf(sys).join(" ")}`
   )
+  const elected = Date.now()
   await sleep(2000)
+  f.rssStarted = rssAll(sys)
+  console.log(`  RSS just started (2 s after the election): ${f.rssStarted.map((r) => fmt(r)).join(" / ")} MB (PSS ${pssAll(sys)} MB)`)
+  await sleep(Math.max(0, elected + IDLE_SETTLE_SECONDS * 1000 - Date.now()))
   f.rssIdle = rssAll(sys)
-  console.log(`  RSS idle: ${f.rssIdle.map((r) => fmt(r)).join(" / ")} MB (PSS ${pssAll(sys)} MB)`)
+  console.log(`  RSS idle (${IDLE_SETTLE_SECONDS} s after the election): ${f.rssIdle.map((r) => fmt(r)).join(" / ")} MB (PSS ${pssAll(sys)} MB)`)
 
   const send = sys.makeSend(agent)
   if (WARMUP_SECONDS > 0) {
@@ -258,9 +273,10 @@ const printTable = (
   const minOf = (xs: Array<number> | undefined) => (xs === undefined || xs.length === 0 ? undefined : Math.min(...xs))
   const top = Math.max(...LEVELS)
   for (const [which, pick] of [["max", maxOf], ["min of 3", minOf]] as const) {
-    rows.push({ figure: `RSS per node idle (${which === "max" ? "max of 3" : which})`, ours: pick(ours.rssIdle)!, theirs: pick(etcd?.rssIdle), unit: "MB", better: "lower", target: "<= 60 MB", met: (o) => o <= 60 })
+    rows.push({ figure: `RSS per node idle, ${IDLE_SETTLE_SECONDS} s (${which === "max" ? "max of 3" : which})`, ours: pick(ours.rssIdle)!, theirs: pick(etcd?.rssIdle), unit: "MB", better: "lower", target: "<= 60 MB", met: (o) => o <= 60 })
     rows.push({ figure: `RSS per node at c=${top} (${which})`, ours: pick(ours.rssLoad) ?? NaN, theirs: pick(etcd?.rssLoad), unit: "MB", better: "lower", target: "<= 100 MB", met: (o) => o <= 100 })
   }
+  rows.push({ figure: "RSS per node just started, 2 s (max)", ours: maxOf(ours.rssStarted)!, theirs: maxOf(etcd?.rssStarted), unit: "MB", better: "lower", target: "—" })
   rows.push({ figure: "RSS per node idle after load (max)", ours: maxOf(ours.rssAfter)!, theirs: maxOf(etcd?.rssAfter), unit: "MB", better: "lower", target: "—" })
   rows.push(msRow("spawn -> serves status, empty dir (median of 3)", median(ours.startMs), etcd ? median(etcd.startMs) : undefined))
   if (ours.restartMs.length > 0) {
@@ -289,7 +305,7 @@ const printTable = (
       : `   CPU (cores) ${name}: ${LEVELS.map((c) => `c=${c} servers ${fmt(f.cpu.get(c)!.servers, 2)} client ${fmt(f.cpu.get(c)!.client, 2)}`).join("; ")}`
   const mbs = (xs: Array<number>) => xs.map((x) => fmt(x)).join(" / ")
   console.log(
-    `   RSS per cluster_mgr process (MB): idle ${mbs(ours.rssIdle)}; at c=${Math.max(...LEVELS)} ${mbs(ours.rssLoad)}; idle after load ${mbs(ours.rssAfter)}`
+    `   RSS per cluster_mgr process (MB): just started ${mbs(ours.rssStarted)}; idle ${mbs(ours.rssIdle)}; at c=${Math.max(...LEVELS)} ${mbs(ours.rssLoad)}; idle after load ${mbs(ours.rssAfter)}`
   )
   console.log(
     `   spawn -> serves /status (ms): first start ${ours.startMs.map((x) => fmt(x, 0)).join(" / ")}; restarts ${ours.restartMs.map((x) => fmt(x, 0)).join(" ")}`
