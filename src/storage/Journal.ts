@@ -1,7 +1,7 @@
 import Database from "better-sqlite3"
 import * as crypto from "node:crypto"
 import { Schema } from "effect"
-import { encodeEventJson, Event } from "../domain/events.js"
+import { decodeEventJson, encodeEventJson, Event } from "../domain/events.js"
 import { migrate, type Migration } from "./migrations.js"
 import { toPersistenceError } from "./PersistenceError.js"
 import { pageCachePragma, readPragmas, type StoragePragmas } from "./sqliteSettings.js"
@@ -159,7 +159,8 @@ export interface PruneMark {
   readonly prunedOn: number
 }
 
-export const decodeEvent = Schema.decodeUnknownSync(Schema.parseJson(Event))
+/** An event as the journal stores it, read back (domain/events.ts). Throws a ParseError. */
+export const decodeEvent = decodeEventJson
 
 /**
  * SHA-256 in hex. The one-shot `crypto.hash` (Node 20.12 and later) takes about half the time of

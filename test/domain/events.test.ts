@@ -1,5 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
+import { FastCheck as fc } from "effect"
 import {
+  decodeEventJson,
+  decodeEventJsonBySchema,
   encodeEventJson,
   encodeEventJsonBySchema,
   type Event,
@@ -63,3 +66,101 @@ describe("encodeEventJson", () => {
     for (const e of events) expect(encodeEventJson(e)).toBe(encodeEventJsonBySchema(e))
   })
 })
+
+describe("decodeEventJson: the plain path gives what the schema gives", () => {
+  const tags = ["JobAccepted", "JobStarted", "JobProgressed", "JobDone", "JobFailed", "LeaderElected", "MembershipChanged", "jobdone", ""]
+  const fields = ["_tag", "v", "jobId", "jobType", "userName", "paras", "memo", "at", "errorCode", "errorInfo", "leader", "http", "term", "__proto__", "extra"]
+  const json = fc.letrec((tie) => ({
+    value: fc.oneof(
+      { depthSize: "small" },
+      fc.string(),
+      fc.constantFrom(...tags),
+      fc.double(),
+      fc.integer(),
+      fc.constantFrom(0, 1, 2, -1),
+      fc.boolean(),
+      fc.constant(null),
+      fc.array(tie("value"), { maxLength: 3 }),
+      tie("object")
+    ),
+    object: fc
+      .array(fc.tuple(fc.oneof(fc.constantFrom(...fields), fc.string()), tie("value")), { maxLength: 4 })
+      .map((pairs) => ({ pairs }))
+  }))
+  /** Rendered by hand, so that duplicate keys and an own `__proto__` key reach the decoder. */
+  const objectText = (entries: ReadonlyArray<readonly [string, unknown]>): string => {
+    const render = (v: unknown): string =>
+      v !== null && typeof v === "object" && "pairs" in v
+        ? objectText((v as { pairs: ReadonlyArray<readonly [string, unknown]> }).pairs)
+        : Array.isArray(v)
+        ? `[${v.map(render).join(",")}]`
+        : (JSON.stringify(v) ?? "null")
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${render(v)}`).join(",")}}`
+  }
+  const arbitrary = fc.array(fc.tuple(fc.constantFrom(...fields), json.value), { maxLength: 9 }).map(objectText)
+  /** Job events one field at most from valid: each field kept, dropped, or given another value. */
+  const nearlyValid = fc
+    .record({
+      tag: fc.constantFrom("JobAccepted", "JobStarted", "JobProgressed", "JobDone", "JobFailed"),
+      jobId: fc.string(),
+      at: fc.oneof(fc.integer(), fc.double({ noNaN: true, noDefaultInfinity: true })),
+      text: fc.string(),
+      loose: json.value,
+      swap: fc.option(fc.tuple(fc.constantFrom(...fields), fc.option(json.value)), { freq: 2 })
+    })
+    .map(({ at, jobId, loose, swap, tag, text }) => {
+      const o: Array<[string, unknown]> = [["v", 1], ["jobId", jobId], ["at", at], ["_tag", tag]]
+      if (tag === "JobAccepted") o.push(["jobType", "raft_mission"], ["userName", text], ["paras", loose])
+      else o.push(["memo", loose])
+      if (tag === "JobFailed") o.push(["errorCode", "70007"], ["errorInfo", text])
+      if (swap !== null) {
+        const [key, value] = swap
+        const at = o.findIndex(([k]) => k === key)
+        if (at >= 0 && value === null) o.splice(at, 1)
+        else if (at >= 0) o[at] = [key, value]
+        else o.push([key, value])
+      }
+      return objectText(o)
+    })
+
+  const same = (text: string) => {
+    let bySchema: Event | undefined
+    let schemaError: unknown
+    try {
+      bySchema = decodeEventJsonBySchema(text)
+    } catch (e) {
+      schemaError = e
+    }
+    if (bySchema !== undefined) {
+      const plain = decodeEventJson(text)
+      expect(plain).toStrictEqual(bySchema)
+      expect(Object.getPrototypeOf(plain)).toBe(Object.getPrototypeOf(bySchema))
+      expect(Object.keys(plain)).toStrictEqual(Object.keys(bySchema))
+    } else {
+      expect(() => decodeEventJson(text)).toThrow((schemaError as Error).message)
+    }
+  }
+
+  it("on arbitrary objects, duplicate keys and __proto__ included", () => {
+    fc.assert(fc.property(arbitrary, same), { numRuns: 3000 })
+  })
+
+  it("on job events one field from valid", () => {
+    fc.assert(fc.property(nearlyValid, same), { numRuns: 3000 })
+  })
+
+  it("on what the journal holds, other events and text that is not JSON", () => {
+    for (const e of [
+      new JobAccepted({ v: 1, jobId: "7", jobType: "raft_mission", userName: "u", paras: { task_type: "transfer_leader" }, at: 5 }),
+      new JobDone({ v: 1, jobId: "7", memo: null, at: 6 }),
+      new JobFailed({ v: 1, jobId: "8", memo: [1], errorCode: "70007", errorInfo: "no", at: 7 }),
+      new LeaderElected({ v: 1, leader: "a:1", http: "a:2", term: 3, at: 4 }),
+      new MembershipChanged({ v: 1, voters: ["a:1"], outgoing: [], learners: [] })
+    ]) {
+      same(encodeEventJson(e))
+      expect(decodeEventJson(encodeEventJson(e))).toStrictEqual(e)
+    }
+    for (const text of ["", "{", "[]", "null", "1", '{"_tag":"JobDone"}', '{"_tag":{"a":1},"v":1}']) same(text)
+  })
+})
+
