@@ -4,7 +4,7 @@ import { applyEntry } from "../domain/jobs.js"
 import type { Entry } from "../domain/raft/types.js"
 import { type ClusterState, emptyState, foldJob, fromJson, type Job, StateJson, toJson, wasAllocated } from "../domain/state.js"
 import { decodeEvent, type JournalInput, type Journal, type JournalHead } from "../storage/Journal.js"
-import { evolve } from "../domain/state.js"
+import { fold } from "../domain/state.js"
 import { JournalPruner } from "./JournalPruner.js"
 
 /** The snapshot image exchanged through Raft: the folded state and the journal's head. */
@@ -81,13 +81,9 @@ export class StateMachine {
     checkpoint?: string
   ) {
     const start = startOf(journal, checkpoint)
-    let s = start.state
-    this.lastAt = start.at
-    for (const row of journal.rows({ fromSeq: start.seq + 1 })) {
-      s = evolve(s, decodeEvent(row.event))
-      this.lastAt = row.at
-    }
-    this.current = s
+    const rows = journal.rows({ fromSeq: start.seq + 1 })
+    this.current = fold(rows.map((row) => decodeEvent(row.event)), start.state)
+    this.lastAt = rows.length > 0 ? rows[rows.length - 1].at : start.at
     this.pruner = new JournalPruner(journal, {
       decode: (image) => (image === null ? emptyState : fromJson(decodeImage(image).state)),
       encode: (state, head) => encodeImage({ state: toJson(state), head })
