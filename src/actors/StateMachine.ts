@@ -4,7 +4,7 @@ import { applyEntry } from "../domain/jobs.js"
 import type { Entry } from "../domain/raft/types.js"
 import { type ClusterState, emptyState, foldJob, fromJson, type Job, StateJson, toJson, wasAllocated } from "../domain/state.js"
 import { decodeEvent, type JournalInput, type Journal, type JournalHead } from "../storage/Journal.js"
-import { fold } from "../domain/state.js"
+import { beginUpdates, endUpdates, fold } from "../domain/state.js"
 import { JournalPruner } from "./JournalPruner.js"
 
 /** The snapshot image exchanged through Raft: the folded state and the journal's head. */
@@ -117,7 +117,8 @@ export class StateMachine {
     }
     const rows: Array<JournalInput> = []
     const out: Array<AppliedEntry> = []
-    let s = this.current
+    // One run of updates for the batch: no state in between is kept (rows and out hold events).
+    let s = beginUpdates(this.current)
     for (const entry of fresh) {
       const { state, events } = applyEntry(s, entry)
       for (const event of events) {
@@ -127,7 +128,7 @@ export class StateMachine {
       s = state
       out.push({ index: entry.index, term: entry.term, events })
     }
-    this.current = s
+    this.current = endUpdates(s)
     beforeJournal?.(out)
     this.journal.append(rows, fresh[fresh.length - 1].index)
     this.pruner.step(this.lastAt, rows.length)

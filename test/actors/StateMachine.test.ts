@@ -6,7 +6,7 @@ import * as path from "node:path"
 import { decodeImage, encodeImage, encodeImageBySchema, StateMachine } from "../../src/actors/StateMachine.js"
 import type { Event } from "../../src/domain/events.js"
 import { encodeCommand } from "../../src/domain/jobs.js"
-import { fold, recentJobsKept, toJson } from "../../src/domain/state.js"
+import { emptyState, evolve, fold, recentJobsKept, toJson } from "../../src/domain/state.js"
 import { awaitLeader, makeInProcessGroup } from "../../src/inProcess.js"
 import { decodeEvent, Journal, type JournalInput } from "../../src/storage/Journal.js"
 import { openRaftLog } from "../../src/storage/RaftLog.js"
@@ -128,6 +128,38 @@ describe("StateMachine.apply", () => {
     expect(sm.apply(entries, (applied) => again.push(applied.length))).toEqual([])
     expect(again).toEqual([0])
     expect(journal.rows().length).toBe(2)
+    journal.close()
+  })
+
+  it("leaves the state it started from as it was: a batch updates its maps in place, never the previous state's", () => {
+    const journal = Journal.open(path.join(fs.mkdtempSync(path.join(os.tmpdir(), "cm-smapply-")), "journal.db"))
+    const sm = new StateMachine(journal)
+    const command = (index: number) => {
+      const job = String(Math.ceil(index / 3))
+      const commands = [
+        { _tag: "SubmitJob" as const, jobType: "raft_mission", userName: "u", paras: { n: index }, at: index },
+        { _tag: "StartJob" as const, jobId: job, memo: { step: index }, at: index },
+        { _tag: "FinishJob" as const, jobId: job, memo: { ok: index }, at: index }
+      ]
+      return { _tag: "Command" as const, data: encodeCommand(commands[(index - 1) % 3]) }
+    }
+    let next = 1
+    const batch = (size: number) => Array.from({ length: size }, () => ({ index: next, term: 1, payload: command(next++) }))
+    const states = [sm.state]
+    const images = [toJson(sm.state)]
+    const events: Array<Event> = []
+    for (const size of [1, 7, 40, 3 * recentJobsKept, 5]) {
+      for (const applied of sm.apply(batch(size))) events.push(...applied.events)
+      states.push(sm.state)
+      images.push(toJson(sm.state))
+      // Every earlier state reads as it did when it was current.
+      states.forEach((state, i) => expect(toJson(state)).toStrictEqual(images[i]))
+      expect(toJson(sm.state)).toStrictEqual(toJson(events.reduce(evolve, emptyState)))
+      // The current state's maps are persistent again: evolving it elsewhere leaves it as it is.
+      evolve(evolve(sm.state, accepted(sm.state.nextJobId)), done(sm.state.nextJobId - recentJobsKept))
+      expect(toJson(sm.state)).toStrictEqual(images[images.length - 1])
+    }
+    expect(HashMap.size(sm.state.jobs)).toBeGreaterThan(0)
     journal.close()
   })
 })
