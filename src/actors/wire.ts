@@ -1,5 +1,5 @@
 import { Data, Either, ParseResult, Schema } from "effect"
-import { Message } from "../domain/raft/messages.js"
+import { decodePlainMessage, Message } from "../domain/raft/messages.js"
 import { totalDecoder } from "../domain/totalDecode.js"
 
 /** Turns a value into frame payload bytes and back. Both ends of a connection must agree. */
@@ -75,6 +75,15 @@ export const decodeHello = (codec: Codec, bytes: Buffer): Either.Either<Hello, I
       (error) => new InvalidFrame({ reason: `handshake: ${firstIssue(error)}` })
     ))
 
+/** The schema's decoding of a frame's value: the reference decodePlainMessage is held to. */
+export const decodeMessageValueBySchema = (value: unknown): Either.Either<Message, InvalidFrame> =>
+  Either.mapLeft(decodeMessageEither(value), (error) => new InvalidFrame({ reason: firstIssue(error) }))
+
+/** A frame's value as a Message: replication's messages by hand when they are in shape (messages.ts). */
+export const decodeMessageValue = (value: unknown): Either.Either<Message, InvalidFrame> => {
+  const plain = decodePlainMessage(value)
+  return plain !== undefined ? Either.right(plain) : decodeMessageValueBySchema(value)
+}
+
 export const decodeMessage = (codec: Codec, bytes: Buffer): Either.Either<Message, InvalidFrame> =>
-  Either.flatMap(parse(codec, bytes), (value) =>
-    Either.mapLeft(decodeMessageEither(value), (error) => new InvalidFrame({ reason: firstIssue(error) })))
+  Either.flatMap(parse(codec, bytes), decodeMessageValue)
