@@ -2,9 +2,20 @@ import { HashMap, Option, Schema } from "effect"
 import type { Event } from "../domain/events.js"
 import { applyEntry } from "../domain/jobs.js"
 import type { Entry } from "../domain/raft/types.js"
-import { type ClusterState, emptyState, foldJob, fromJson, type Job, StateJson, toJson, wasAllocated } from "../domain/state.js"
+import {
+  beginUpdates,
+  type ClusterState,
+  emptyState,
+  endUpdates,
+  fold,
+  foldJob,
+  fromJson,
+  type Job,
+  StateJson,
+  toJson,
+  wasAllocated
+} from "../domain/state.js"
 import { decodeEvent, type JournalInput, type Journal, type JournalHead } from "../storage/Journal.js"
-import { beginUpdates, endUpdates, fold } from "../domain/state.js"
 import { JournalPruner } from "./JournalPruner.js"
 
 /** The snapshot image exchanged through Raft: the folded state and the journal's head. */

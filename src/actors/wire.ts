@@ -48,9 +48,10 @@ export const encodeMessage = (codec: Codec, message: Message): Buffer => {
 
 const decodeHelloEither = totalDecoder(Hello)
 /**
- * Frames come from the network, so every message is checked against the schema. Measured: the
- * check costs about as much as JSON.parse itself (~1 us for a heartbeat, ~24 us for an
- * AppendEntries of 64 entries of 200 bytes), so trusting the bytes would save little.
+ * Frames come from the network, so every message is checked: replication's field by field
+ * (decodePlainMessage), the rest against the schema. Measured before the plain path: the schema's
+ * check cost about as much as JSON.parse itself (~1 us for a heartbeat, ~24 us for an
+ * AppendEntries of 64 entries of 200 bytes) and a tenth of a follower's allocation.
  */
 const decodeMessageEither = totalDecoder(Message)
 
