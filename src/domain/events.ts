@@ -1,4 +1,4 @@
-import { Schema } from "effect"
+import { Predicate, Schema } from "effect"
 import { AgentReport, MachineSpec, NodeStats, ObservedInstance } from "./machines.js"
 
 /**
@@ -158,8 +158,8 @@ export const encodeEventJson = (e: Event): string => {
 export const decodeEventJsonBySchema = Schema.decodeUnknownSync(Schema.parseJson(Event))
 
 type Fields = Record<string, unknown>
-const isText = (u: unknown): u is string => typeof u === "string"
-const isNumber = (u: unknown): u is number => typeof u === "number"
+const isText = Predicate.isString
+const isNumber = Predicate.isNumber
 
 /**
  * Job events, read back without running the schema's parser when they are in the shape their

@@ -1,4 +1,4 @@
-import { Schema } from "effect"
+import { Predicate, Schema } from "effect"
 import { Entry, LogIndex, SnapshotMeta, Term } from "./types.js"
 
 /**
@@ -99,8 +99,8 @@ export type MessageTag = Message["_tag"]
 export type MessageOf<T extends MessageTag> = Extract<Message, { readonly _tag: T }>
 
 type Fields = Record<string, unknown>
-const isNumber = (u: unknown): u is number => typeof u === "number"
-const isText = (u: unknown): u is string => typeof u === "string"
+const isNumber = Predicate.isNumber
+const isText = Predicate.isString
 
 /** The header in the schema's order, or undefined when a field is not of its type. */
 const plainHeader = (o: Fields) =>
