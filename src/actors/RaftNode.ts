@@ -3,7 +3,7 @@ import { encodeCommand, type StateCommand } from "../domain/jobs.js"
 import { bootstrapPersisted, RaftCore } from "../domain/raft/core.js"
 import type { RaftOptions } from "../domain/raft/options.js"
 import type { Message } from "../domain/raft/messages.js"
-import type { Notice, Persisted, RaftStatus, Ready, Refusal, Role } from "../domain/raft/ready.js"
+import type { Notice, Persisted, RaftMembership, RaftStatus, Ready, Refusal, Role } from "../domain/raft/ready.js"
 import type { ClusterState, Job } from "../domain/state.js"
 import type { Journal, JournalRow } from "../storage/Journal.js"
 import { asRaftLog, type RaftLog } from "../storage/RaftLog.js"
@@ -73,8 +73,11 @@ export interface RaftNodeApi {
   readonly changeMembership: (voters: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, RaftError>
   readonly transferLeadership: (target: string) => Effect.Effect<string, RaftError>
   readonly status: Effect.Effect<RaftStatus>
-  /** `status` and `localState`, read at once (the HTTP hot path decides without a fiber). */
-  readonly statusNow: () => RaftStatus
+  /**
+   * The core's membership view and `localState`, read at once: the HTTP hot path decides without
+   * a fiber, and without `status`'s per-peer array.
+   */
+  readonly membershipNow: () => RaftMembership
   readonly stateNow: () => ClusterState
   readonly leadership: SubscriptionRef.SubscriptionRef<Leadership>
   /**
@@ -629,7 +632,7 @@ export const makeRaftNode = (settings: RaftNodeSettings) =>
       changeMembership: (voters) => ask<ReadonlyArray<string>>((done) => ({ _tag: "Change", voters, done })),
       transferLeadership: (target) => ask<string>((done) => ({ _tag: "Transfer", target, done })),
       status: Effect.sync(() => core.status()),
-      statusNow: () => core.status(),
+      membershipNow: () => core.membership(),
       stateNow: () => sm.state,
       leadership,
       applied: Effect.acquireRelease(

@@ -10,7 +10,7 @@ import type { StateCommand } from "../domain/jobs.js"
 import { decodeEmitBody, type EmitRequest } from "../domain/emit/envelope.js"
 import { BadRequest, Busy, type EmitError, Internal, NotFound, Timeout, Unavailable } from "../domain/emit/errors.js"
 import { accepted, type EmitReply, failure, jobStatus, syncResult } from "../domain/emit/replies.js"
-import type { RaftStatus } from "../domain/raft/ready.js"
+import type { RaftMembership, RaftStatus } from "../domain/raft/ready.js"
 import { machineReply } from "../domain/machines.js"
 import { type ClusterState, type Job, wasAllocated } from "../domain/state.js"
 
@@ -171,9 +171,9 @@ export const makeEmit = Effect.gen(function* () {
       return reply
     }
     if (isJobCommand(command.right)) {
-      const status = node.statusNow()
-      if (status.role === "leader") {
-        const job = jobToSubmit(status, node.stateNow(), request.right, command.right, Date.now())
+      const membership = node.membershipNow()
+      if (membership.role === "leader") {
+        const job = jobToSubmit(membership, node.stateNow(), request.right, command.right, Date.now())
         if (Either.isLeft(job)) return { _tag: "Reply", reply: counted(failure(job.left)) }
         return { _tag: "Submit", job: job.right, done: (exit) => counted(submittedReply(exit)) }
       }
@@ -275,7 +275,7 @@ const submittedReply = (exit: Exit.Exit<AppliedEntry, RaftError>): EmitReply => 
  * itself is done at acceptance: one entry, no job to run.
  */
 const jobToSubmit = (
-  status: RaftStatus,
+  status: RaftMembership,
   state: ClusterState,
   request: EmitRequest,
   command: JobCommand,
@@ -330,7 +330,7 @@ const machineJobError = (
 }
 
 /** Why the group's membership refuses a raft mission, if it does. */
-const raftMissionError = (s: RaftStatus, command: Extract<Command, { _tag: "raft_mission" }>): EmitError | undefined => {
+const raftMissionError = (s: RaftMembership, command: Extract<Command, { _tag: "raft_mission" }>): EmitError | undefined => {
   const inGroup = (p: string) => s.voters.includes(p) || s.outgoing.includes(p)
   switch (command.task_type) {
     case "add_peer":

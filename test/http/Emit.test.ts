@@ -17,7 +17,7 @@ const leaderThat = (copyingHistory: boolean) => {
   return Layer.succeed(RaftNode, {
     id: "n1",
     status: Effect.succeed(status),
-    statusNow: () => status,
+    membershipNow: () => status,
     read: Effect.succeed(state),
     localState: Effect.succeed(state),
     stateNow: () => state,
@@ -71,7 +71,7 @@ const submittingLeader = (outcome: "applied" | "lost") => {
   const node = {
     id: a,
     status: Effect.succeed(status),
-    statusNow: () => status,
+    membershipNow: () => status,
     localState: Effect.succeed(emptyState),
     stateNow: () => emptyState,
     submitNow: (command: StateCommand, onDone: (exit: Exit.Exit<AppliedEntry, never>) => void) => {

@@ -524,6 +524,11 @@ export class Cluster {
     if (s.appliedIndex !== n.sm.index) {
       this.checker.fail("ready-contract", `${n.id} reports applied ${s.appliedIndex}, its state machine is at ${n.sm.index}`)
     }
+    // The Emit hot path decides raft missions on this lighter view: it must never disagree.
+    const m = core.membership()
+    if (m.id !== s.id || m.role !== s.role || m.voters.join() !== s.voters.join() || m.outgoing.join() !== s.outgoing.join()) {
+      this.checker.fail("ready-contract", `${n.id} membership() ${JSON.stringify(m)} disagrees with status()`)
+    }
   }
 
   private onNotice(n: SimNode, notice: Notice): void {

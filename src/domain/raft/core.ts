@@ -4,7 +4,7 @@ import type { RaftOptions } from "./options.js"
 import { Prng } from "./prng.js"
 import { Progress } from "./progress.js"
 import { isJoint, isVoter, members, quorumActive, quorumValue, sameMembers, voteResult } from "./quorum.js"
-import type { Notice, Persisted, ProposeResult, RaftStatus, Ready, Refusal, Role } from "./ready.js"
+import type { Notice, Persisted, ProposeResult, RaftMembership, RaftStatus, Ready, Refusal, Role } from "./ready.js"
 import type { Configuration, Entry, EntryPayload, HardState, Snapshot } from "./types.js"
 
 /** The persisted state of a brand-new member: its initial configuration as snapshot 0. */
@@ -367,6 +367,10 @@ export class RaftCore {
       transferTarget: this.transfer?.target ?? null,
       peers: this.role === "leader" ? peers : []
     }
+  }
+
+  membership(): RaftMembership {
+    return { id: this.id, role: this.role, voters: this.config.voters, outgoing: this.config.outgoing }
   }
 
   isLeader(): boolean {

@@ -80,9 +80,19 @@ export interface PeerStatus {
   readonly ticksSinceContact: number
 }
 
-export interface RaftStatus {
+/**
+ * Who this node is, its role and the group's voters: what a leader checks a raft mission against
+ * on every Emit, without building `RaftStatus`'s peers.
+ */
+export interface RaftMembership {
   readonly id: string
   readonly role: Role
+  readonly voters: ReadonlyArray<string>
+  /** The old configuration's voters while a membership change is joint; empty otherwise. */
+  readonly outgoing: ReadonlyArray<string>
+}
+
+export interface RaftStatus extends RaftMembership {
   readonly term: number
   readonly vote: string | null
   readonly leader: string | null
@@ -90,8 +100,6 @@ export interface RaftStatus {
   readonly appliedIndex: number
   readonly lastIndex: number
   readonly firstIndex: number
-  readonly voters: ReadonlyArray<string>
-  readonly outgoing: ReadonlyArray<string>
   readonly learners: ReadonlyArray<string>
   /** New voters still catching up before a membership change (leader only). */
   readonly catchingUp: ReadonlyArray<string>
