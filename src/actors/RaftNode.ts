@@ -74,8 +74,8 @@ export interface RaftNodeApi {
   readonly transferLeadership: (target: string) => Effect.Effect<string, RaftError>
   readonly status: Effect.Effect<RaftStatus>
   /**
-   * The core's membership view and `localState`, read at once: the HTTP hot path decides without
-   * a fiber, and without `status`'s per-peer array.
+   * The core's membership view and, beside it, `localState`, read synchronously: the HTTP hot
+   * path decides without a fiber, and without `status`'s per-peer array.
    */
   readonly membershipNow: () => RaftMembership
   readonly stateNow: () => ClusterState

@@ -275,16 +275,16 @@ const submittedReply = (exit: Exit.Exit<AppliedEntry, RaftError>): EmitReply => 
  * itself is done at acceptance: one entry, no job to run.
  */
 const jobToSubmit = (
-  status: RaftMembership,
+  membership: RaftMembership,
   state: ClusterState,
   request: EmitRequest,
   command: JobCommand,
   at: number
 ): Either.Either<StateCommand, EmitError> => {
-  const invalid = command._tag === "raft_mission" ? raftMissionError(status, command) : machineJobError(state, command)
+  const invalid = command._tag === "raft_mission" ? raftMissionError(membership, command) : machineJobError(state, command)
   if (invalid) return Either.left(invalid)
-  const doneMemo = command._tag === "raft_mission" && command.task_type === "transfer_leader" && command.target_leader === status.id
-    ? { task_type: command.task_type, target_leader: command.target_leader, started_at: at, ended_at: at, leader: status.id, voters: status.voters }
+  const doneMemo = command._tag === "raft_mission" && command.task_type === "transfer_leader" && command.target_leader === membership.id
+    ? { task_type: command.task_type, target_leader: command.target_leader, started_at: at, ended_at: at, leader: membership.id, voters: membership.voters }
     : undefined
   return Either.right({
     _tag: "SubmitJob",
