@@ -16,7 +16,7 @@ const usage = `usage:
 
 const die = (message: string): never => dieAs("cluster_mgr", message)
 
-const runNode = (cnfPath: string) =>
+const runNode = (cnfPath: string, v8Flags: ReadonlyArray<string>) =>
   runDaemon(
     {
       name: "cluster_mgr",
@@ -26,7 +26,9 @@ const runNode = (cnfPath: string) =>
       layer: (config) => nodeLayer(config, { onActorDeath: () => setTimeout(() => process.exit(70), 50) }),
       isStartupError: (e): e is StartupError => e instanceof StartupError,
       annotations: (config) => ({ node: raftAddress(config) }),
-      startMessage: (config) => `starting: raft ${raftAddress(config)}, http ${httpAddress(config)}`
+      startMessage: (config) =>
+        `starting: raft ${raftAddress(config)}, http ${httpAddress(config)}` +
+        (v8Flags.length > 0 ? `, V8 flags set at run time: ${v8Flags.join(" ")}` : "")
     },
     cnfPath
   )
@@ -41,8 +43,7 @@ if (args.length === 0 || args[0] === "--help" || args[0] === "-h") {
 } else if (args[0] === "local") {
   runLocalCluster(args.slice(1))
 } else if (args.length === 1) {
-  tuneHeap()
-  runNode(args[0])
+  runNode(args[0], tuneHeap())
 } else {
   die(`expected one argument, the path of cluster_mgr.cnf\n${usage}`)
 }

@@ -1,8 +1,10 @@
 import Database from "better-sqlite3"
 import * as fs from "node:fs"
 import * as net from "node:net"
+import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest"
+import { heapGrowingPercent, serialScavengeUpToCores } from "../../src/heapTuning.js"
 import {
   addPeer,
   type ClusterNode,
@@ -79,7 +81,7 @@ const storedSnapshotIndex = (dataDir: string): number => {
 }
 
 describe("cluster_mgr processes", () => {
-  it("a 3-node cluster elects one leader that all nodes agree on, and get_cluster_mgr_status has exactly the documented keys", async ({ h }) => {
+  it("a 3-node cluster elects one leader that all nodes agree on, get_cluster_mgr_status has exactly the documented keys, and each node logs the V8 flags it set", async ({ h }) => {
     const nodes = await h.startCluster(3)
     const view = await waitForLeader(nodes)
     const members = sorted(nodes.map((n) => n.raft))
@@ -123,6 +125,13 @@ describe("cluster_mgr processes", () => {
       joint: false
     })
     expect(sorted(a.voters)).toEqual(members)
+
+    // Each node's first log line says which V8 flags it set for itself (src/heapTuning.ts).
+    const expected = [`--heap-growing-percent=${heapGrowingPercent}`, ...(os.availableParallelism() <= serialScavengeUpToCores ? ["--no-parallel-scavenge"] : [])]
+    for (const n of nodes) {
+      const first = fs.readFileSync(n.spec.logFile, "utf8").split("\n")[0]
+      expect(first).toContain(`starting: raft ${n.raft}, http ${n.http}, V8 flags set at run time: ${expected.join(" ")}`)
+    }
   }, 60_000)
 
   it("Emit at a follower is forwarded to the leader: the job is accepted with a job_id and get_status through another follower says done", async ({ h }) => {
