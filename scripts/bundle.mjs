@@ -14,6 +14,7 @@
 // and, last, the build stamp dist/.built that the bins compare with the sources.
 import { build } from "esbuild"
 import * as fs from "node:fs"
+import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
@@ -36,6 +37,39 @@ fs.rmSync(`${root}dist/.built`, { force: true })
 fs.rmSync(`${root}dist/bin`, { recursive: true, force: true })
 fs.rmSync(`${root}dist/.bundle-meta`, { recursive: true, force: true })
 fs.mkdirSync(`${root}dist/.bundle-meta`, { recursive: true })
+/**
+ * Modules bundled in place of others for one importer, each file under scripts/substitutes/
+ * saying why: code that a bin cannot run but would load at every start. `bins` limits one to
+ * those bins (all when absent).
+ */
+const substitutes = [
+  { module: /^ws$/, importer: /[\\/]@effect[\\/]platform-node[\\/]/, file: "ws-on-demand.mjs" },
+  { module: /^fast-check$/, importer: /[\\/]effect[\\/]dist[\\/]esm[\\/]FastCheck\.js$/, file: "fast-check-absent.mjs" },
+  {
+    module: /[\\/]NodeContext\.js$/,
+    importer: /[\\/]@effect[\\/]platform-node[\\/]dist[\\/]esm[\\/]internal[\\/]httpServer\.js$/,
+    file: "node-context-absent.mjs",
+    bins: ["cluster_mgr"]
+  }
+]
+const substitute = (bin) => ({
+  name: "substitutes",
+  setup(b) {
+    for (const s of substitutes.filter((s) => s.bins === undefined || s.bins.includes(bin))) {
+      const file = `${root}scripts/substitutes/${s.file}`
+      let original
+      b.onResolve({ filter: s.module }, (args) => {
+        if (s.importer.test(args.importer)) {
+          original = path.dirname(args.importer)
+          return { path: file }
+        }
+        // A substitute that loads the real module on demand resolves it as the importer would.
+        if (args.importer === file && original !== undefined) return b.resolve(args.path, { resolveDir: original, kind: args.kind })
+        return undefined
+      })
+    }
+  }
+})
 // One build per bin: tree shaking keeps only what that command can reach.
 for (const { bin, entries } of builds) {
   const result = await build({
@@ -61,6 +95,7 @@ for (const { bin, entries } of builds) {
     minifySyntax: true,
     sourcemap: "linked",
     metafile: true,
+    plugins: [substitute(bin)],
     logLevel: "warning"
   })
   fs.writeFileSync(`${root}dist/.bundle-meta/${bin}.json`, JSON.stringify(result.metafile))
