@@ -86,10 +86,13 @@ export class ClusterNode {
     return this.exit === undefined
   }
 
-  /** Spawns the process on the spec's cnf (used for the first start and for restarts). */
-  spawn(): void {
+  /**
+   * Spawns the process on the spec's cnf (used for the first start and for restarts), with
+   * `nodeArgs` (options for node itself) before the bin.
+   */
+  spawn(nodeArgs: ReadonlyArray<string> = []): void {
     if (this.exit === undefined && this.proc !== undefined) throw new Error(`${this.name} is still running (pid ${this.pid})`)
-    const proc = spawn(process.execPath, [binPath, this.spec.cnfPath], {
+    const proc = spawn(process.execPath, [...nodeArgs, binPath, this.spec.cnfPath], {
       cwd: repoRoot,
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, NODE_OPTIONS: "" }
@@ -222,12 +225,12 @@ export class Harness {
     fs.writeFileSync(spec.cnfPath, renderCnf(this.cnfSettings(spec, members, extra)))
   }
 
-  /** Starts a node process on its spec's cnf (written beforehand). */
-  startNode(spec: NodeSpec): ClusterNode {
+  /** Starts a node process on its spec's cnf (written beforehand); `nodeArgs` as in spawn. */
+  startNode(spec: NodeSpec, nodeArgs: ReadonlyArray<string> = []): ClusterNode {
     this.ensureOpen()
     const node = new ClusterNode(spec)
     this.nodes.push(node)
-    node.spawn()
+    node.spawn(nodeArgs)
     everyPid.add(node.pid)
     return node
   }
