@@ -19,7 +19,9 @@
  *    cnf defaults), then BENCH_FILL accepted jobs (default 100000; puts for etcd) and on that
  *    group: a follower restarted after SIGTERM and after kill -9 (spawn -> serves status), and
  *    (cluster_mgr) add_peer of a 4th node on an empty data directory, Emit -> done.
- * 5. One table (bench/table.ts): figure, cluster_mgr, etcd, ratio, target (issue 7); RSS per
+ * 5. Throughput rounds 2..BENCH_ROUNDS (default 3): a fresh group of each system in turn, warmed
+ *    up, the levels again; the table gives each level's median over the rounds.
+ * 6. One table (bench/table.ts): figure, cluster_mgr, etcd, ratio, target (issue 7); RSS per
  *    process just started, idle (BENCH_IDLE_SECONDS after the election) and at concurrency 64; time from spawn until a node serves status.
  *
  * The nodes run the bundled build through bin/cluster_mgr.mjs, as `npx cluster_mgr` does (the
@@ -27,7 +29,7 @@
  *
  * Every spawned process is killed by pid on exit (also on errors, SIGINT and a watchdog).
  *
- * Knobs (env): BENCH_SECONDS, BENCH_WARMUP_SECONDS (default 5: load at c=16 before the first level, not counted), BENCH_KILLS (0: no failover), BENCH_LEVELS ("1,16,64"),
+ * Knobs (env): BENCH_SECONDS, BENCH_WARMUP_SECONDS (default 5: load at c=16 before the first level, not counted), BENCH_ROUNDS (default 3), BENCH_KILLS (0: no failover), BENCH_LEVELS ("1,16,64"),
  * BENCH_IDLE_SECONDS (default 30: when idle RSS is read, after the election), BENCH_ETCD=0 (skip etcd), BENCH_OPS=0 (skip the operations), BENCH_TRANSFERS, BENCH_PAUSES,
  * BENCH_FILL (accepted jobs, one log entry each; the restart and add_peer rows name the index
  * they ran at, a little above it after the leader changes of the operations: BENCH_FILL=1000000
@@ -57,6 +59,14 @@ const WARMUP_MS = Math.min(1000, SECONDS * 200)
  */
 const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 5)
 /**
+ * Throughput rounds per system (default 3). The first is part of `measure`; each further round
+ * starts a fresh group of each system in turn (cluster_mgr, then etcd), warms it up and runs the
+ * levels again. The table gives each level's median over the rounds: this VM's speed drifts by
+ * up to a quarter from one minute to the next, and a single run of each system, one after the
+ * other, compared whatever the VM did in between.
+ */
+const ROUNDS = Math.max(1, Math.trunc(Number(process.env.BENCH_ROUNDS ?? 3)))
+/**
  * When "idle" RSS is read, in seconds after the election (at least 2). A node's heap still holds
  * start-up's garbage for the first seconds: V8's memory reducer collects it about 8 s after the
  * last full collection, and a 3-node group measured every few seconds over two minutes sat at
@@ -65,7 +75,9 @@ const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 5)
 const IDLE_SETTLE_SECONDS = Math.max(2, Number(process.env.BENCH_IDLE_SECONDS ?? 30))
 /** Worst case per kill: 60 s for a stable leader, 20 s each for the first accept and the new leader, 60 s for the restart, 30 s for the rejoin. */
 /** The operations figures (bench/ops.ts) get their own worst case on top. */
-installCleanup((2 * LEVELS.length * (SECONDS + 2) + 2 * IDLE_SETTLE_SECONDS + 2 * KILLS * 200 + 600) * 1000 + opsWatchdogMs())
+installCleanup(
+  (2 * ROUNDS * (LEVELS.length * (SECONDS + 2) + WARMUP_SECONDS + 60) + 2 * IDLE_SETTLE_SECONDS + 2 * KILLS * 200 + 600) * 1000 + opsWatchdogMs()
+)
 
 const clkTck = 100
 /** CPU seconds (user + system) a process has used, from /proc/PID/stat. */
@@ -81,7 +93,8 @@ const cpuSeconds = (pid: number): number => {
 const load1 = (): string => os.loadavg()[0].toFixed(2)
 
 interface SystemFigures {
-  levels: Map<number, LoadResult>
+  /** Per level, one result per throughput round. */
+  levels: Map<number, Array<LoadResult>>
   /** CPU cores used by the three servers and by this (client) process at each level. */
   cpu: Map<number, { servers: number; client: number }>
   failover: Array<number>
@@ -124,24 +137,8 @@ const printFailures = (sys: System): void => {
   console.log(`    failed requests by reason: ${failures.slice(0, 5).map(([r, n]) => `${n} x ${r}`).join("; ")}`)
 }
 
-const measure = async (sys: System): Promise<SystemFigures> => {
-  const f = emptyFigures()
-  const agent = keepAliveAgent()
-  console.log(`\n== ${sys.name}: starting 3 nodes`)
-  f.startMs = await sys.start()
-  const leader = await waitLeader(sys, 30_000)
-  console.log(
-    `  serving after ${f.startMs.map((ms) => fmt(ms, 0)).join(" / ")} ms from spawn; leader ${leader.name} (${leader.address}); pids ${pidsOf(sys).join(" ")}`
-  )
-  const elected = Date.now()
-  await sleep(2000)
-  f.rssStarted = rssAll(sys)
-  console.log(`  RSS just started (2 s after the election): ${f.rssStarted.map((r) => fmt(r)).join(" / ")} MB (PSS ${pssAll(sys)} MB)`)
-  await sleep(Math.max(0, elected + IDLE_SETTLE_SECONDS * 1000 - Date.now()))
-  f.rssIdle = rssAll(sys)
-  console.log(`  RSS idle (${IDLE_SETTLE_SECONDS} s after the election): ${f.rssIdle.map((r) => fmt(r)).join(" / ")} MB (PSS ${pssAll(sys)} MB)`)
-
-  const send = sys.makeSend(agent)
+/** Warm-up, then each level of LEVELS on `sys`'s running group; adds one round to `f`. */
+const runLevels = async (sys: System, send: ReturnType<System["makeSend"]>, f: SystemFigures): Promise<void> => {
   if (WARMUP_SECONDS > 0) {
     const w = await runLoad({ concurrency: 16, send, durationMs: WARMUP_SECONDS * 1000, warmupMs: 0 }, () => {})
     console.log(`  warm-up: ${w.ok} accepted at c=16 in ${WARMUP_SECONDS} s (not counted)`)
@@ -168,15 +165,53 @@ const measure = async (sys: System): Promise<SystemFigures> => {
     const servers = pids.map(cpuSeconds).reduce((s, x, i) => s + x - cpuBefore[i], 0) / wall
     const u = process.cpuUsage()
     const client = ((u.user + u.system) / 1e6 - clientBefore) / wall
-    f.levels.set(c, result)
-    f.cpu.set(c, { servers, client })
-    if (c === Math.max(...LEVELS)) f.rssLoad = rssMax
+    f.levels.set(c, [...(f.levels.get(c) ?? []), result])
+    // CPU and RSS under load: the first round's, whose group then serves the kills.
+    if (!f.cpu.has(c)) f.cpu.set(c, { servers, client })
+    if (c === Math.max(...LEVELS) && f.rssLoad.length === 0) f.rssLoad = rssMax
     console.log(
       `  c=${String(c).padStart(2)}: ${fmt(result.rps, 0).padStart(6)} req/s  p50 ${fmt(result.p50, 2)} ms  p99 ${fmt(result.p99, 2)} ms  ` +
         `max ${fmt(result.max, 1)} ms  (ok ${result.ok}, failed ${result.failed}; CPU: servers ${fmt(servers, 2)} cores, client ${fmt(client, 2)}; load ${load1()})`
     )
     printFailures(sys)
   }
+}
+
+/** One more throughput round (see ROUNDS) on a fresh group of `sys`: start, warm-up, levels, stop. */
+const throughputRound = async (make: (agent: ReturnType<typeof keepAliveAgent>) => System, round: number, f: SystemFigures): Promise<void> => {
+  const agent = keepAliveAgent()
+  const sys = make(agent)
+  console.log(`\n== ${sys.name}: throughput round ${round} of ${ROUNDS}, a fresh group`)
+  try {
+    await sys.start()
+    await waitLeader(sys, 30_000)
+    await runLevels(sys, sys.makeSend(agent), f)
+  } finally {
+    agent.destroy()
+    await sys.stop()
+    removeDir(sys.dir)
+  }
+}
+
+const measure = async (sys: System): Promise<SystemFigures> => {
+  const f = emptyFigures()
+  const agent = keepAliveAgent()
+  console.log(`\n== ${sys.name}: starting 3 nodes`)
+  f.startMs = await sys.start()
+  const leader = await waitLeader(sys, 30_000)
+  console.log(
+    `  serving after ${f.startMs.map((ms) => fmt(ms, 0)).join(" / ")} ms from spawn; leader ${leader.name} (${leader.address}); pids ${pidsOf(sys).join(" ")}`
+  )
+  const elected = Date.now()
+  await sleep(2000)
+  f.rssStarted = rssAll(sys)
+  console.log(`  RSS just started (2 s after the election): ${f.rssStarted.map((r) => fmt(r)).join(" / ")} MB (PSS ${pssAll(sys)} MB)`)
+  await sleep(Math.max(0, elected + IDLE_SETTLE_SECONDS * 1000 - Date.now()))
+  f.rssIdle = rssAll(sys)
+  console.log(`  RSS idle (${IDLE_SETTLE_SECONDS} s after the election): ${f.rssIdle.map((r) => fmt(r)).join(" / ")} MB (PSS ${pssAll(sys)} MB)`)
+
+  const send = sys.makeSend(agent)
+  await runLevels(sys, send, f)
   if (f.rssLoad.length > 0) console.log(`  RSS at c=${Math.max(...LEVELS)} (max sampled): ${f.rssLoad.map((r) => fmt(r)).join(" / ")} MB`)
   await sleep(2000)
   f.rssAfter = rssAll(sys)
@@ -225,6 +260,13 @@ const measure = async (sys: System): Promise<SystemFigures> => {
 
 // ------------------------------------------------------------------------------------ table
 
+/** A level's figures over the rounds: the median of each (rps, p50, p99 taken separately). */
+const medianLevel = (f: SystemFigures, c: number): { rps: number; p50: number; p99: number } | undefined => {
+  const rs = f.levels.get(c)
+  if (rs === undefined || rs.length === 0) return undefined
+  return { rps: median(rs.map((r) => r.rps)), p50: median(rs.map((r) => r.p50)), p99: median(rs.map((r) => r.p99)) }
+}
+
 const printTable = (
   ours: SystemFigures,
   etcd: SystemFigures | undefined,
@@ -235,10 +277,10 @@ const printTable = (
   const rows: Array<Row> = []
   const atLeast = (x: number) => (_o: number, _t: number | undefined, r: number | undefined) => (r === undefined ? undefined : r >= x)
   for (const c of LEVELS) {
-    const o = ours.levels.get(c)!
-    const t = etcd?.levels.get(c)
+    const o = medianLevel(ours, c)!
+    const t = etcd === undefined ? undefined : medianLevel(etcd, c)
     const tp = c === 1 ? 1.2 : 1.5
-    rows.push({ figure: `accepted req/s, c=${c}`, ours: o.rps, theirs: t?.rps, unit: "/s", better: "higher", target: `>= ${tp}x etcd`, met: atLeast(tp), digits: 0 })
+    rows.push({ figure: `accepted req/s, c=${c}${ROUNDS > 1 ? ` (median of ${ROUNDS} rounds)` : ""}`, ours: o.rps, theirs: t?.rps, unit: "/s", better: "higher", target: `>= ${tp}x etcd`, met: atLeast(tp), digits: 0 })
     rows.push({ figure: `p50 latency, c=${c}`, ours: o.p50, theirs: t?.p50, unit: "ms", better: "lower", target: "—", digits: 2 })
     rows.push({
       figure: `p99 latency, c=${c}`,
@@ -310,6 +352,12 @@ const printTable = (
   console.log(
     `   spawn -> serves /status (ms): first start ${ours.startMs.map((x) => fmt(x, 0)).join(" / ")}; restarts ${ours.restartMs.map((x) => fmt(x, 0)).join(" ")}`
   )
+  const roundsLine = (name: string, f: SystemFigures | undefined) =>
+    f === undefined
+      ? ""
+      : `   rounds (req/s, p99 ms) ${name}: ${LEVELS.map((c) => `c=${c} ${(f.levels.get(c) ?? []).map((r) => `${fmt(r.rps, 0)} (${fmt(r.p99, 1)})`).join(", ")}`).join("; ")}`
+  console.log(roundsLine("cluster_mgr", ours))
+  if (etcd) console.log(roundsLine("etcd", etcd))
   console.log(cpuLine("cluster_mgr", ours))
   if (etcd) console.log(cpuLine("etcd", etcd))
   if (oursOps !== undefined) for (const l of opsNotes(oursOps, etcdOps)) console.log(l)
@@ -354,6 +402,18 @@ if (etcdBin === undefined) {
     await etcd.stop()
   }
   if (theirs !== undefined && OPS) theirsOps = await measureOps(new Etcd(etcdAgent, etcdBin), etcdAgent)
+}
+// Further throughput rounds, the systems in turn (see ROUNDS).
+for (let round = 2; round <= ROUNDS; round++) {
+  await throughputRound((a) => new ClusterMgr(a), round, ours)
+  if (theirs !== undefined && etcdBin !== undefined) {
+    const bin = etcdBin
+    try {
+      await throughputRound((a) => new Etcd(a, bin), round, theirs)
+    } catch (e) {
+      console.log(`etcd round ${round} failed (${(e as Error).message}); its figures are the other rounds'`)
+    }
+  }
 }
 etcdAgent.destroy()
 printTable(ours, theirs, etcdVersion, oursOps, theirsOps)
