@@ -16,11 +16,19 @@ const newestMtimeMs = (dir) => {
   return newest
 }
 
+/**
+ * Whether the bins run `bundle` (a path from the package root) rather than the sources: the
+ * build stamp (dist/.built, written last by the build) exists, and so does the bundle, and the
+ * stamp is at least as new as every file under src/.
+ */
+export const bundleIsFresh = (bundle) => {
+  const stamp = `${root}dist/.built`
+  return existsSync(stamp) && existsSync(`${root}${bundle}`) && statSync(stamp).mtimeMs >= newestMtimeMs(`${root}src`)
+}
+
 /** `bundle` and `source` are paths from the package root. */
 export const launch = async (bundle, source) => {
-  const stamp = `${root}dist/.built`
-  const fresh = existsSync(stamp) && existsSync(`${root}${bundle}`) && statSync(stamp).mtimeMs >= newestMtimeMs(`${root}src`)
-  if (fresh) {
+  if (bundleIsFresh(bundle)) {
     await import(pathToFileURL(`${root}${bundle}`).href)
   } else {
     const { register } = await import("tsx/esm/api")

@@ -1,27 +1,18 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
 import { afterAll, afterEach, describe, expect, it } from "vitest"
+import { bundleIsFresh } from "../../bin/launch.mjs"
 import { Harness, killAllStarted, waitUp } from "./harness.js"
 
 /**
  * What a node started from the bundle (dist/bin/, `npm run build`) loads: not the Node modules
  * that only the code scripts/bundle.mjs substitutes would load (ws: https, tls, zlib;
- * NodeContext's terminal: readline). Run only when the bins run the bundle: after an edit of
- * src/ without a build they run the sources through tsx, which load everything (bin/launch.mjs
- * makes the same check). `npm ci` builds, so CI always runs it.
+ * NodeContext's terminal: readline). Run only when the bins run the bundle (bin/launch.mjs's
+ * own check): after an edit of src/ without a build they run the sources through tsx, which
+ * load everything. `npm ci` builds, so CI always runs it.
  */
 
-const root = fileURLToPath(new URL("../..", import.meta.url))
-
-const newestMtimeMs = (dir: string): number =>
-  fs.readdirSync(dir, { withFileTypes: true }).reduce((newest, entry) => {
-    const p = path.join(dir, entry.name)
-    return Math.max(newest, entry.isDirectory() ? newestMtimeMs(p) : fs.statSync(p).mtimeMs)
-  }, 0)
-
-const stamp = path.join(root, "dist/.built")
-const bundleRuns = fs.existsSync(stamp) && fs.statSync(stamp).mtimeMs >= newestMtimeMs(path.join(root, "src"))
+const bundleRuns = bundleIsFresh("dist/bin/cluster_mgr.mjs")
 
 describe("the bundled node", () => {
   let h: Harness | undefined
