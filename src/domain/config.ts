@@ -94,7 +94,9 @@ const ConfigFields = Schema.Struct({
     PositiveInt,
     100
   ),
-  raft_snapshot_interval_entries: withDefault("Snapshot after this many applied entries.", PositiveInt, 10000),
+  // A restart folds the journal from the latest snapshot's image, so this bounds its replay: at
+  // 10000 a restart with 100k jobs folded up to 20k events (1.1-1.4 s on the 2-core VM).
+  raft_snapshot_interval_entries: withDefault("Snapshot after this many applied entries.", PositiveInt, 2000),
   raft_snapshot_interval_sec: withDefault(
     "...or after this many seconds with anything applied. Klustron: 60.",
     PositiveInt,

@@ -30,7 +30,7 @@ describe("parseConfig: accepted files", () => {
       raft_tick_ms: 10,
       raft_election_timeout_ms: 1000,
       raft_heartbeat_interval_ms: 100,
-      raft_snapshot_interval_entries: 10000,
+      raft_snapshot_interval_entries: 2000,
       raft_snapshot_interval_sec: 60,
       raft_catchup_timeout_ms: 10000,
       raft_transfer_timeout_ms: 3000,

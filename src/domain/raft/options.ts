@@ -53,7 +53,7 @@ export const defaultRaftOptions = (group: string, id: string, seed: number): Raf
   maxInflightAppends: 64,
   snapshotChunkBytes: 256 * 1024,
   maxInflightSnapshotChunks: 8,
-  snapshotEntries: 10_000,
+  snapshotEntries: 2_000,
   snapshotTicks: 0,
   logRetainEntries: 1_000,
   catchupTicks: 100,
