@@ -102,10 +102,13 @@ const ConfigFields = Schema.Struct({
     PositiveInt,
     60
   ),
+  // etcd keeps as many (--snapshot-catchup-entries): with snapshots every 2000 entries, 1000 left
+  // a follower down for a second or two under load to a snapshot, after which it copies the
+  // whole job history back (HistoryBackfill).
   raft_log_retain_entries: withDefault(
     "Log entries kept in memory below a snapshot, so a slightly lagging follower needs no snapshot.",
     PositiveInt,
-    1000
+    5000
   ),
   journal_retain_events: withDefault(
     "Keep at least this many newest events in the journal; older ones are pruned once a Raft snapshot covers them. 0: no limit by count (with journal_retain_days 0 too, keep everything).",

@@ -38,7 +38,7 @@ describe("parseConfig: accepted files", () => {
       raft_group_id: "cluster_mgr",
       raft_pre_vote: true,
       raft_lease_read: false,
-      raft_log_retain_entries: 1000,
+      raft_log_retain_entries: 5000,
       journal_retain_events: 0,
       machine_ping_interval_ms: 5000,
       machine_dead_after_misses: 3,

@@ -55,7 +55,7 @@ export const defaultRaftOptions = (group: string, id: string, seed: number): Raf
   maxInflightSnapshotChunks: 8,
   snapshotEntries: 2_000,
   snapshotTicks: 0,
-  logRetainEntries: 1_000,
+  logRetainEntries: 5_000,
   catchupTicks: 100,
   catchupMarginEntries: 16,
   transferTicks: 20,
