@@ -2,6 +2,7 @@ import { Either, ParseResult, Schema } from "effect"
 import { type CnfSetting, cnfErrorAt as errorAt, ConfigError, documented, fieldDoc, lexCnf, optional, withDefault, Word } from "./cnf.js"
 import { Host, Port, PositiveInt, splitEndpoint } from "./emit/commands.js"
 import { excerpt, firstIssue, mustBe } from "./emit/errors.js"
+import { defaultLogRetainEntries, defaultSnapshotEntries } from "./raft/options.js"
 
 export { ConfigError }
 
@@ -94,21 +95,16 @@ const ConfigFields = Schema.Struct({
     PositiveInt,
     100
   ),
-  // A restart folds the journal from the latest snapshot's image, so this bounds its replay: at
-  // 10000 a restart with 100k jobs folded up to 20k events (1.1-1.4 s on the 2-core VM).
-  raft_snapshot_interval_entries: withDefault("Snapshot after this many applied entries.", PositiveInt, 2000),
+  raft_snapshot_interval_entries: withDefault("Snapshot after this many applied entries.", PositiveInt, defaultSnapshotEntries),
   raft_snapshot_interval_sec: withDefault(
     "...or after this many seconds with anything applied. Klustron: 60.",
     PositiveInt,
     60
   ),
-  // etcd keeps as many (--snapshot-catchup-entries): with snapshots every 2000 entries, 1000 left
-  // a follower down for a second or two under load to a snapshot, after which it copies the
-  // whole job history back (HistoryBackfill).
   raft_log_retain_entries: withDefault(
     "Log entries kept in memory below a snapshot, so a slightly lagging follower needs no snapshot.",
     PositiveInt,
-    5000
+    defaultLogRetainEntries
   ),
   journal_retain_events: withDefault(
     "Keep at least this many newest events in the journal; older ones are pruned once a Raft snapshot covers them. 0: no limit by count (with journal_retain_days 0 too, keep everything).",
