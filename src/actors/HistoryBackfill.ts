@@ -1,6 +1,6 @@
 import * as HttpClient from "@effect/platform/HttpClient"
 import { Duration, Effect, Layer, Metric, Schema } from "effect"
-import { decodeEvent, genesisHash, type Journal, JournalRow, rowHash } from "../storage/Journal.js"
+import { decodeEvent, genesisHash, type HistoryNeed, type Journal, JournalRow, rowHash } from "../storage/Journal.js"
 import type { RaftStatus } from "../domain/raft/ready.js"
 import type { ClusterState } from "../domain/state.js"
 import { metrics } from "./metrics.js"
@@ -10,38 +10,32 @@ import { RaftNode, type RaftNodeApi } from "./RaftNode.js"
 export const historyPath = "/journal/page"
 export const maxPageRows = 1000
 
-/** The rows at or below `toSeq` still missing from the history; the newest must hash to `anchor`. */
-export interface Need {
-  readonly toSeq: number
-  readonly anchor: string
-}
+/** What the history still lacks: rows `floor` < seq <= `toSeq`; the newest must hash to `anchor`. */
+export type Need = HistoryNeed
 
 /**
- * What the history of a node that joined by snapshot still lacks, or undefined when nothing: it
- * has no base, the history already reaches seq 1, or the base is where this node's own retention
- * pruned (the operator chose to forget). Installing a newer snapshot empties the history
- * (Journal.installBase), so the copy starts again from the new base.
+ * What the history of a node that joined by snapshot still lacks, the run nearest its base first,
+ * or undefined when nothing (Journal.historyNeed). A node that installed a snapshot over a
+ * journal of its own keeps its rows and copies only the gap above them; installing a snapshot
+ * while such a gap is still open, or with retention on, drops what the node held (see
+ * Journal.installBase), and the copy starts again from the new base.
  */
-export const nextNeed = (journal: Journal): Need | undefined => {
-  if (!journal.historyIncomplete()) return undefined
-  const low = journal.historyLow()
-  if (low !== undefined) return { toSeq: low.seq - 1, anchor: low.prevHash }
-  const base = journal.journalBase()
-  return { toSeq: base.seq, anchor: base.hash }
-}
+export const nextNeed = (journal: Journal): Need | undefined => journal.historyNeed()
 
 /**
  * Why `rows` (newest first) are not the chain just below `need`, or undefined when they are:
- * consecutive seqs from `need.toSeq` down, each row hashing to its stored hash, each hash the
- * prev_hash of the row above, the first row the anchor, and seq 1 linking to the genesis hash.
- * The anchor is the base's hash, which came through Raft, so a page that passes is the leader's
- * history, whoever served it.
+ * consecutive seqs from `need.toSeq` down, none at or below `need.floor` (rows this node holds),
+ * each row hashing to its stored hash, each hash the prev_hash of the row above, the first row
+ * the anchor, and seq 1 linking to the genesis hash. The anchor is the base's hash, which came
+ * through Raft, or a row that chains up to it, so a page that passes is the leader's history,
+ * whoever served it.
  */
 export const checkPage = (rows: ReadonlyArray<JournalRow>, need: Need): string | undefined => {
   let seq = need.toSeq
   let hash = need.anchor
   for (const r of rows) {
     if (r.seq !== seq) return `expected seq ${seq}, got ${r.seq}`
+    if (seq <= need.floor) return `seq ${seq} is one this node holds`
     if (r.hash !== hash) return `seq ${seq}: its hash does not link to the row above`
     if (rowHash(r.prevHash, r) !== r.hash) return `seq ${seq}: the row does not hash to its stored hash`
     if (seq === 1 && r.prevHash !== genesisHash) return "seq 1 does not link to the genesis hash"
@@ -111,7 +105,7 @@ export const sourcesFor = (self: string, status: RaftStatus, state: ClusterState
 /** Asks `http` for the page below `need` and stores it if it is the chain; whether it did. */
 const fetchPage = (client: HttpClient.HttpClient, journal: Journal, http: string, need: Need): Effect.Effect<boolean> =>
   Effect.gen(function* () {
-    const limit = Math.min(maxPageRows, need.toSeq)
+    const limit = Math.min(maxPageRows, need.toSeq - need.floor)
     const page = yield* client.get(`http://${http}${historyPath}?to=${need.toSeq}&limit=${limit}`).pipe(
       Effect.flatMap((res) => res.json),
       Effect.flatMap(Schema.decodeUnknown(PageRows)),
@@ -124,7 +118,11 @@ const fetchPage = (client: HttpClient.HttpClient, journal: Journal, http: string
       yield* Effect.logWarning(`history from ${http} refused: ${wrong}`)
       return false
     }
-    yield* Effect.try(() => journal.addHistory(page.rows))
+    const closed = yield* Effect.try(() => journal.addHistory(page.rows))
+    if (closed === "joined") yield* Effect.logInfo(`history: the copied gap reaches this node's own rows at seq ${need.floor}`)
+    if (closed === "own rows dropped") {
+      yield* Effect.logError(`history: this node's own rows through seq ${need.floor} are not the chain the snapshot continues; dropped, copying them from the members`)
+    }
     return true
   }).pipe(Effect.catchAll((e) => Effect.logDebug(`history backfill: no page from ${http}`, e).pipe(Effect.as(false))))
 

@@ -157,17 +157,17 @@ export class StateMachine {
     const held = HashMap.get(state.jobs, jobId)
     if (Option.isSome(held)) return held.value
     if (!wasAllocated(state, jobId)) return undefined
-    let rows = this.journal.rows({ jobId })
-    // Accepted before the journal's base: its earlier events are in the history, once a node
-    // that joined by snapshot has copied it (HistoryBackfill).
-    if (rows.length === 0 || rows[0].type !== "JobAccepted") rows = [...this.journal.historyOf(jobId), ...rows]
-    if (rows.length === 0) return undefined
-    const events = rows.map((row) => decodeEvent(row.event))
-    if (events[0]._tag === "JobAccepted") return foldJob(jobId, events)
-    // Accepted before the journal's base: it starts as the base's state holds it.
+    const after = this.journal.rows({ jobId })
+    if (after.length > 0 && after[0].type === "JobAccepted") return foldJob(jobId, after.map((row) => decodeEvent(row.event)))
+    // Accepted before the journal's base: its earlier events are in the history (a run that
+    // reaches the base, so a job accepted there has every later row there or after the base),
+    // once a node that joined by snapshot has copied them (HistoryBackfill).
+    const before = this.journal.historyOf(jobId)
+    if (before.length > 0 && before[0].type === "JobAccepted") return foldJob(jobId, [...before, ...after].map((row) => decodeEvent(row.event)))
+    // Else it starts as the base's state holds it, which includes its rows up to the base.
     const image = this.journal.journalBase().state
     const atBase = image ? HashMap.get(fromJson(decodeImage(image).state).jobs, jobId) : Option.none()
-    return Option.isSome(atBase) ? foldJob(jobId, events, atBase.value) : undefined
+    return Option.isSome(atBase) ? foldJob(jobId, after.map((row) => decodeEvent(row.event)), atBase.value) : undefined
   }
 
   /** The image a Raft snapshot carries; the journal is made durable first (see Journal.sync). */

@@ -14,8 +14,10 @@ import { pageCachePragma, readPragmas, type StoragePragmas } from "./sqliteSetti
  * The journal's rows are those after its base (sm_state): the fold starts from the base's
  * state, and the first row's prev_hash is the base's hash. The base is the empty state at seq
  * 0, a snapshot installed from the leader, or (journal retention) the state at the last pruned
- * event, recorded in journal_meta. Rows at or below the base are pruned: no reader sees them,
- * and they are deleted in the background (see JournalPruner).
+ * event, recorded in journal_meta. Rows at or below the base are no part of the journal: pruned
+ * ones, deleted in the background (see JournalPruner), or, on a node that installed a snapshot
+ * over its own journal, its own earlier rows, which only the history's readers see (historyOf,
+ * page), beside the rows copied into the table history (HistoryBackfill).
  */
 /** The columns of a journal row: the journal's, and the history's (copied rows, same shape). */
 const rowTable = `(
@@ -87,6 +89,19 @@ const journalMigrations: ReadonlyArray<Migration> = [
       `INSERT INTO sm_base (id, state) SELECT 0, base_state FROM sm_state WHERE id = 0`,
       `UPDATE sm_state SET base_state = NULL`
     ]
+  },
+  {
+    version: 5,
+    statements: [
+      // Set while a node that installed a snapshot over a journal of its own copies the events
+      // between its own newest row (kept_seq, kept_hash) and the snapshot's base: its own rows
+      // stay (in journal, below the base, and in history), only that gap is copied.
+      `CREATE TABLE history_gap (
+        id INTEGER PRIMARY KEY CHECK (id = 0),
+        kept_seq INTEGER NOT NULL,
+        kept_hash TEXT NOT NULL
+      ) STRICT`
+    ]
   }
 ]
 
@@ -120,6 +135,20 @@ export interface JournalHead {
   readonly seq: number
   readonly hash: string
 }
+
+/**
+ * What the history (the events at or below the base) still lacks: the rows `floor` < seq <=
+ * `toSeq`, newest first, the row at `toSeq` hashing to `anchor`. `floor` is the node's own newest
+ * row when it copies the gap up to a snapshot it installed over its own journal, else 0.
+ */
+export interface HistoryNeed {
+  readonly toSeq: number
+  readonly anchor: string
+  readonly floor: number
+}
+
+/** What addHistory found when a page closed the gap down to the node's own rows. */
+export type GapClosed = "joined" | "own rows dropped"
 
 /** What the journal's fold starts from: empty, or a snapshot installed from the leader. */
 export interface JournalBase {
@@ -216,6 +245,8 @@ export class Journal {
   private applied: number
   private base: JournalBase
   private mark: PruneMark | undefined
+  /** The node's own newest row below the base while the gap above it is copied (history_gap). */
+  private gap: JournalHead | undefined
   private historyTable: boolean | undefined
 
   static open(path: string, retention: JournalRetention = keepEverything): Journal {
@@ -254,6 +285,7 @@ export class Journal {
     this.base = row.base
     this.head = row.head
     this.mark = row.mark
+    this.gap = row.gap
     if (readOnly) {
       this.insert = undefined as never
       this.putState = undefined as never
@@ -283,7 +315,14 @@ export class Journal {
     this.putImage.run(base.state)
   }
 
-  private readPosition(): { stored: boolean; applied: number; base: JournalBase; head: JournalHead; mark: PruneMark | undefined } {
+  private readPosition(): {
+    stored: boolean
+    applied: number
+    base: JournalBase
+    head: JournalHead
+    mark: PruneMark | undefined
+    gap: JournalHead | undefined
+  } {
     // A journal of an older version, opened read-only (audit), may not have sm_base yet.
     const image = this.hasTable("sm_base") ? "(SELECT state FROM sm_base WHERE id = 0)" : "base_state"
     const row = this.db.prepare<[], { applied_index: number; base_seq: number; base_hash: string; base_state: string | null }>(
@@ -291,9 +330,15 @@ export class Journal {
     ).get()
     const base = { seq: row?.base_seq ?? 0, hash: row?.base_hash ?? genesisHash, state: row?.base_state ?? null }
     const last = this.db.prepare<[], JournalHead>("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").get()
-    // Rows at or below the base are pruned ones not yet deleted: the head is never among them.
+    // Rows at or below the base (pruned, or kept under an installed snapshot) are never the head.
     const head = last !== undefined && last.seq > base.seq ? last : { seq: base.seq, hash: base.hash }
-    return { stored: row !== undefined, applied: row?.applied_index ?? 0, base, head, mark: this.readMark() }
+    return { stored: row !== undefined, applied: row?.applied_index ?? 0, base, head, mark: this.readMark(), gap: this.readGap() }
+  }
+
+  private readGap(): JournalHead | undefined {
+    // A journal.db of an older version, opened read-only (not migrated).
+    if (!this.hasTable("history_gap")) return undefined
+    return this.db.prepare<[], JournalHead>("SELECT kept_seq AS seq, kept_hash AS hash FROM history_gap WHERE id = 0").get()
   }
 
   private readMark(): PruneMark | undefined {
@@ -315,6 +360,7 @@ export class Journal {
     this.base = position.base
     this.head = position.head
     this.mark = position.mark
+    this.gap = position.gap
   }
 
   appliedIndex(): number {
@@ -385,25 +431,56 @@ export class Journal {
   }
 
   /**
-   * Replaces everything by a snapshot's state: this node's journal then starts at the
-   * snapshot's point, continuing the leader's sequence numbers and hash chain.
+   * Starts the journal again from a snapshot's state: this node's journal then starts at the
+   * snapshot's point, continuing the leader's sequence numbers and hash chain. A node that keeps
+   * everything keeps its own rows too (below the new base, where only the history's readers see
+   * them), and HistoryBackfill copies just the gap between its newest row and the base; otherwise
+   * (retention, or a gap from an earlier install still open) everything before the base goes.
    */
   installBase(base: JournalBase & { readonly state: string }, appliedIndex: number): void {
+    const kept = this.keptOnInstall(base)
+    const gap = kept !== undefined && kept.seq < base.seq ? kept : undefined
     try {
       this.db.transaction(() => {
-        this.db.prepare("DELETE FROM journal").run()
+        if (kept === undefined) {
+          this.db.prepare("DELETE FROM journal").run()
+          if (this.hasHistory()) this.db.prepare("DELETE FROM history").run()
+        }
         this.db.prepare("DELETE FROM journal_meta").run()
-        // The history ended at the old base: it no longer reaches the new one (copied again).
-        if (this.hasHistory()) this.db.prepare("DELETE FROM history").run()
         this.putBase(appliedIndex, base)
+        if (gap === undefined) this.db.prepare("DELETE FROM history_gap").run()
+        else this.db.prepare<[number, string]>("INSERT OR REPLACE INTO history_gap (id, kept_seq, kept_hash) VALUES (0,?,?)").run(gap.seq, gap.hash)
       }).immediate()
       this.base = base
       this.head = { seq: base.seq, hash: base.hash }
       this.applied = appliedIndex
       this.mark = undefined
+      this.gap = gap
     } catch (error) {
       throw toPersistenceError("journal install", error)
     }
+  }
+
+  /**
+   * The newest row this node holds, when its rows stay under a snapshot installed at `base`: it
+   * keeps everything, its rows reach from the base (or seq 1) to its head without a gap, and they
+   * are the chain's below `base` as far as it can tell here (the row at the base's seq, when it
+   * has it, is the base). Whether the rest links up is checked when the gap is copied.
+   */
+  private keptOnInstall(base: JournalBase): JournalHead | undefined {
+    if (!keepsEverything(this.retention) || this.mark !== undefined || this.gap !== undefined) return undefined
+    const top = this.head
+    if (top.seq === 0 || top.seq > base.seq) return undefined
+    if (top.seq === base.seq && top.hash !== base.hash) return undefined
+    // The head is the base when the journal holds nothing after it: held only if copied already.
+    return this.heldRow(top.seq)?.hash === top.hash ? top : undefined
+  }
+
+  /** The row at `seq` from the journal or the history, whichever holds it. */
+  private heldRow(seq: number): JournalRow | undefined {
+    const fromJournal = this.db.prepare<[number], JournalRow>(`SELECT ${rowColumns} FROM journal WHERE seq = ?`).get(seq)
+    if (fromJournal !== undefined || !this.hasHistory()) return fromJournal
+    return this.db.prepare<[number], JournalRow>(`SELECT ${rowColumns} FROM history WHERE seq = ?`).get(seq)
   }
 
   /**
@@ -450,53 +527,110 @@ export class Journal {
 
   /**
    * Up to `limit` rows at or below `toSeq`, newest first, for a peer filling its history: from
-   * the journal above its base, else from this node's own history below it.
+   * the journal above its base, else from what this node holds below it (its history), as far as
+   * those rows run without a gap; none unless it holds the row at `toSeq`.
    */
   page(toSeq: number, limit: number): Array<JournalRow> {
-    const table = toSeq > this.base.seq ? "journal" : this.hasHistory() ? "history" : undefined
-    if (table === undefined) return []
-    const floor = table === "journal" ? this.base.seq : 0
-    return this.db
-      .prepare<[number, number, number], JournalRow>(`SELECT ${rowColumns} FROM ${table} WHERE seq <= ? AND seq > ? ORDER BY seq DESC LIMIT ?`)
-      .all(toSeq, floor, Math.max(0, Math.trunc(limit)))
+    const n = Math.max(0, Math.trunc(limit))
+    if (toSeq > this.base.seq) {
+      return this.db
+        .prepare<[number, number, number], JournalRow>(`SELECT ${rowColumns} FROM journal WHERE seq <= ? AND seq > ? ORDER BY seq DESC LIMIT ?`)
+        .all(toSeq, this.base.seq, n)
+    }
+    const rows = this.heldBelowBase(toSeq, n)
+    let end = 0
+    while (end < rows.length && rows[end].seq === toSeq - end) end++
+    return rows.slice(0, end)
+  }
+
+  /** Up to `limit` rows at or below `toSeq` (at most the base's seq) from the history and the journal, newest first. */
+  private heldBelowBase(toSeq: number, limit: number): Array<JournalRow> {
+    const fromJournal = `SELECT ${rowColumns} FROM journal WHERE seq <= @toSeq ORDER BY seq DESC LIMIT @limit`
+    const sql = this.hasHistory()
+      ? `SELECT * FROM (SELECT ${rowColumns} FROM history WHERE seq <= @toSeq ORDER BY seq DESC LIMIT @limit) UNION ALL SELECT * FROM (${fromJournal}) ORDER BY seq DESC LIMIT @limit`
+      : fromJournal
+    return this.db.prepare<[{ toSeq: number; limit: number }], JournalRow>(sql).all({ toSeq, limit })
+  }
+
+  /**
+   * What the history still lacks, the run nearest the base first (HistoryBackfill), or undefined
+   * when nothing: the node has no base, its history reaches seq 1, or the base is where its own
+   * retention pruned (the operator chose to forget; with retention nothing is copied at all).
+   */
+  historyNeed(): HistoryNeed | undefined {
+    if (this.base.seq === 0 || !keepsEverything(this.retention) || this.mark !== undefined) return undefined
+    const floor = this.gap?.seq ?? 0
+    const low = this.historyLow()
+    if (low === undefined) return { toSeq: this.base.seq, anchor: this.base.hash, floor }
+    if (low.seq <= 1) return undefined
+    return { toSeq: low.seq - 1, anchor: low.prevHash, floor }
   }
 
   /**
    * Whether this node joined by snapshot and still lacks events before its base, which
-   * HistoryBackfill copies from the other members: not when its own retention pruned the
-   * journal (the operator chose to forget) or it keeps everything from seq 1 already.
+   * HistoryBackfill copies from the other members (see historyNeed).
    */
   historyIncomplete(): boolean {
-    if (this.base.seq === 0 || !keepsEverything(this.retention) || this.mark !== undefined) return false
-    const low = this.historyLow()
-    return low === undefined || low.seq > 1
+    return this.historyNeed() !== undefined
   }
 
-  /** The history's lowest row, if it holds any (see the history table). */
+  /**
+   * The lowest row of the history's run that reaches the base without a gap, if it holds any:
+   * while a gap is copied, the lowest copied row above the node's own; else the lowest it holds.
+   */
   historyLow(): JournalRow | undefined {
-    if (!this.hasHistory()) return undefined
-    return this.db.prepare<[], JournalRow>(`SELECT ${rowColumns} FROM history ORDER BY seq LIMIT 1`).get()
+    const fromHistory = this.hasHistory()
+      ? this.db.prepare<[number], JournalRow>(`SELECT ${rowColumns} FROM history WHERE seq > ? ORDER BY seq LIMIT 1`).get(this.gap?.seq ?? 0)
+      : undefined
+    if (this.gap !== undefined) return fromHistory
+    const fromJournal = this.db.prepare<[number], JournalRow>(`SELECT ${rowColumns} FROM journal WHERE seq <= ? ORDER BY seq LIMIT 1`).get(this.base.seq)
+    if (fromHistory === undefined || fromJournal === undefined) return fromHistory ?? fromJournal
+    return fromHistory.seq < fromJournal.seq ? fromHistory : fromJournal
   }
 
-  /** Stores rows below the base, already checked against the chain (HistoryBackfill). */
-  addHistory(rows: ReadonlyArray<JournalRow>): void {
+  /**
+   * Stores rows below the base, already checked against the chain (HistoryBackfill). When they
+   * reach down to the node's own rows, the gap is closed: the lowest copied row must link to its
+   * own newest one ("joined"), and if it does not, its own rows are not the chain and go ("own
+   * rows dropped": never expected, the copy then goes on below).
+   */
+  addHistory(rows: ReadonlyArray<JournalRow>): GapClosed | undefined {
     try {
       const insert = this.db.prepare(
         "INSERT OR REPLACE INTO history (seq, log_index, log_term, at, job_id, user_name, type, event, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?)"
       )
-      this.db.transaction(() => {
+      const gap = this.gap
+      const closed = this.db.transaction((): GapClosed | undefined => {
         for (const r of rows) insert.run(r.seq, r.logIndex, r.logTerm, r.at, r.jobId, r.userName, r.type, r.event, r.prevHash, r.hash)
+        if (gap === undefined) return undefined
+        const above = this.db.prepare<[number], { seq: number; prevHash: string }>(
+          "SELECT seq, prev_hash AS prevHash FROM history WHERE seq > ? ORDER BY seq LIMIT 1"
+        ).get(gap.seq)
+        if (above?.seq !== gap.seq + 1) return undefined
+        this.db.prepare("DELETE FROM history_gap").run()
+        if (above.prevHash === gap.hash) return "joined"
+        this.db.prepare("DELETE FROM journal WHERE seq <= ?").run(gap.seq)
+        this.db.prepare("DELETE FROM history WHERE seq <= ?").run(gap.seq)
+        return "own rows dropped"
       }).immediate()
+      if (closed !== undefined) this.gap = undefined
+      return closed
     } catch (error) {
       throw toPersistenceError("journal history", error)
     }
   }
 
-  /** One job's rows in the history, in order. */
+  /**
+   * One job's rows at or below the base, in order: from the history's run that reaches the base
+   * (see historyLow), so that a job whose first row is here has all its rows here or after the base.
+   */
   historyOf(jobId: string): Array<JournalRow> {
-    if (!this.hasHistory()) return []
-    const { sql, params } = selectRows({ jobId }, "history")
-    return this.db.prepare<Array<unknown>, JournalRow>(sql).all(...params)
+    if (this.gap !== undefined) {
+      return this.db.prepare<[string, number], JournalRow>(`SELECT ${rowColumns} FROM history WHERE job_id = ? AND seq > ? ORDER BY seq`).all(jobId, this.gap.seq)
+    }
+    const fromJournal = `SELECT ${rowColumns} FROM journal WHERE job_id = @jobId AND seq <= @baseSeq`
+    const sql = this.hasHistory() ? `SELECT ${rowColumns} FROM history WHERE job_id = @jobId UNION ALL ${fromJournal} ORDER BY seq` : `${fromJournal} ORDER BY seq`
+    return this.db.prepare<[{ jobId: string; baseSeq: number }], JournalRow>(sql).all({ jobId, baseSeq: this.base.seq })
   }
 
   /** A journal.db opened read-only may predate the history table (a writable one is migrated). */

@@ -206,4 +206,33 @@ describe("StateMachine.job: finished jobs that left the state's window", () => {
     expect(after.job(after.state, "5")).toMatchObject({ id: "5", status: "done", acceptedAt: 5, paras: { n: 5 } })
     journal.close()
   })
+
+  it("a node that installed a snapshot over its own rows answers for a job that ended in the gap only once the gap is copied", () => {
+    // Job 2 is accepted first and ends after recentJobsKept + 10 newer jobs: out of the window.
+    const events: Array<Event> = [accepted(2)]
+    for (let id = 3; id < recentJobsKept + 13; id++) events.push(accepted(id), done(id))
+    const endOf2 = events.push(done(2))
+    for (let id = recentJobsKept + 13; id < recentJobsKept + 16; id++) events.push(accepted(id), done(id))
+    const inputs = rows(events)
+    const leader = journalIn("journal.db")
+    leader.append(inputs, index)
+    const member = journalIn("journal.db")
+    member.append(inputs.slice(0, endOf2 - 6), inputs[endOf2 - 7].logIndex) // its own rows end 5 before done(2)
+    const baseSeq = endOf2 + 3
+    const [atBase] = leader.rows({ fromSeq: baseSeq, toSeq: baseSeq })
+    const image = encodeImage({ state: toJson(fold(events.slice(0, baseSeq))), head: { seq: baseSeq, hash: atBase.hash } })
+    const sm = new StateMachine(member)
+    sm.install(image, atBase.logIndex)
+    expect(Option.isNone(HashMap.get(sm.state.jobs, "2"))).toBe(true)
+    // Its JobAccepted is the node's own, its JobDone in the gap: not answered as if still open.
+    expect(sm.job(sm.state, "2")).toBeUndefined()
+    expect(member.historyIncomplete()).toBe(true)
+    for (let need = member.historyNeed(); need !== undefined; need = member.historyNeed()) {
+      member.addHistory(leader.page(need.toSeq, need.toSeq - need.floor))
+    }
+    expect(sm.job(sm.state, "2")).toMatchObject({ id: "2", status: "done", endedAt: 2 })
+    expect(sm.job(sm.state, "3")).toMatchObject({ id: "3", status: "done" })
+    leader.close()
+    member.close()
+  })
 })

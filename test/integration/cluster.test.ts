@@ -311,6 +311,61 @@ describe("cluster_mgr processes", () => {
     }
   }, 150_000)
 
+  it("a follower that was down past the leader's retained log installs a snapshot, keeps its own journal rows and copies only the gap up to the snapshot", async ({ h }) => {
+    const nodes = await h.startCluster(3, { raft_snapshot_interval_entries: 50, raft_log_retain_entries: 10 })
+    const view = await waitForLeader(nodes)
+    await waitLeaderHttpKnown(nodes, view.leader)
+    const runJobs = async (leader: ClusterNode, count: number) => {
+      const ids: Array<string> = []
+      const submitter = async (k: number) => {
+        for (let i = k; i < count; i += 4) ids.push(await submitRetrying(leader.http, transferLeader(leader.raft)))
+      }
+      await Promise.all([0, 1, 2, 3].map(submitter))
+      return ids
+    }
+    const early = await runJobs(view.leader, 60)
+    const follower = others(nodes, view.leader)[0]
+    await waitFor("the follower to apply the first jobs", async () => (await status(follower.http)).applied_index >= (await status(view.leader.http)).commit_index, 10_000)
+    await h.kill9AndWait(follower)
+    // Far more entries than the leader keeps below its snapshots: the follower needs one.
+    await runJobs(view.leader, 150)
+    const leaderNow = await status(view.leader.http)
+    h.restart(follower)
+    await waitUp(follower)
+    await waitFor(`the follower to apply up to ${leaderNow.commit_index}`, async () => (await status(follower.http)).applied_index >= leaderNow.commit_index, 20_000)
+    const db = new Database(path.join(follower.spec.dataDir, "journal.db"), { readonly: true, fileMustExist: true, timeout: 2000 })
+    try {
+      const one = <A>(sql: string) => db.prepare<[], A>(sql).get()!
+      const { base } = one<{ base: number }>("SELECT base_seq AS base FROM sm_state")
+      expect(base).toBeLessThanOrEqual(1000) // one page covers it
+      // A page serves the rows below the base only as far as they run without a gap.
+      await waitFor(
+        `the follower's history to run from its base ${base} to seq 1`,
+        async () => (await request("GET", follower.http, `/journal/page?to=${base}&limit=1000`)).json?.rows?.length === base,
+        20_000
+      )
+      // Its own rows, 1..kept, are still in its journal table below the base; only kept+1..base came from the leader.
+      const own = one<{ n: number; low: number; high: number }>(`SELECT count(*) AS n, min(seq) AS low, max(seq) AS high FROM journal WHERE seq <= ${base}`)
+      const copied = one<{ n: number; low: number; high: number }>("SELECT count(*) AS n, min(seq) AS low, max(seq) AS high FROM history")
+      expect(own.n, "the follower installed a snapshot over rows of its own").toBeGreaterThan(0)
+      expect(own).toEqual({ n: own.high, low: 1, high: own.high })
+      expect(copied).toEqual({ n: base - own.high, low: own.high + 1, high: base })
+      expect(copied.n).toBeLessThan(base)
+    } finally {
+      db.close()
+    }
+    // What it serves below its base is the leader's chain.
+    const leaderPage = await request("GET", view.leader.http, "/journal/page?to=100&limit=100")
+    const followerPage = await request("GET", follower.http, "/journal/page?to=100&limit=100")
+    expect(followerPage.json.rows).toHaveLength(100)
+    expect(followerPage.json.rows).toEqual(leaderPage.json.rows)
+    // Led by it, the first jobs still have their status.
+    const moveId = await submit(follower.http, transferLeader(follower.raft))
+    expect((await waitJobEnd(follower.http, moveId, 20_000)).status).toBe("done")
+    const r = await emit(follower.http, getStatus(early[0]))
+    expect(r.json.status, `job ${early[0]} led by the restarted follower: ${r.text}`).toBe("done")
+  }, 120_000)
+
   it("add_peer of an address where nothing listens fails after raft_catchup_timeout_ms and leaves the voters unchanged", async ({ h }) => {
     const nodes = await h.startCluster(3, { raft_catchup_timeout_ms: 1000 })
     const view = await waitForLeader(nodes)

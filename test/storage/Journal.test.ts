@@ -50,9 +50,10 @@ describe("Journal storage", () => {
   it("a journal of schema 3 keeps its base image when it is migrated", () => {
     const f = file()
     Journal.open(f).close()
-    // Back to schema 3: the image in sm_state, no sm_base.
+    // Back to schema 3: the image in sm_state, no sm_base, no history_gap.
     const db = new Database(f)
     db.exec("DROP TABLE sm_base")
+    db.exec("DROP TABLE history_gap")
     db.prepare("UPDATE sm_state SET base_seq = 7, base_hash = ?, base_state = ?, applied_index = 9").run("ab".repeat(32), image)
     db.prepare("UPDATE schema_version SET version = 3 WHERE component = 'journal'").run()
     db.close()
