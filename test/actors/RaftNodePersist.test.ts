@@ -23,6 +23,21 @@ const jobIdOf = (a: { events: ReadonlyArray<unknown> }) => (a.events[0] as { job
 const writes = (thread: "main" | "writer") =>
   Effect.map(Metric.value(metrics.raftWrites.pipe(Metric.tagged("thread", thread))), (s) => s.count)
 
+/**
+ * Repeats `attempt` until `done` holds, at most `timeoutMs`: the writer thread opens raft.db in
+ * its own time (from source, tsx compiles its module first), longer on a loaded machine.
+ */
+const until = <E>(attempt: Effect.Effect<unknown, E>, done: Effect.Effect<boolean>, timeoutMs = 15_000) =>
+  Effect.gen(function* () {
+    const end = Date.now() + timeoutMs
+    for (;;) {
+      yield* attempt
+      if (yield* done) return
+      if (Date.now() > end) throw new Error(`not done within ${timeoutMs} ms`)
+      yield* Effect.sleep("100 millis")
+    }
+  })
+
 describe.each(["sync", "worker"] as const)("RaftNode persisting raft.db (%s)", (persist: PersistMode) => {
   it.live("jobs commit, and a restarted group loads them", () =>
     Effect.gen(function* () {
@@ -88,18 +103,19 @@ describe("where a Ready's raft.db write runs", () => {
       const burst = (from: number) =>
         Effect.all(Array.from({ length: 40 }, (_, i) => leader.node.submit(doneJob(from + i))), { concurrency: "unbounded" })
       // The first burst starts the thread (its writes run inline until the thread has opened
-      // raft.db); the second finds it open.
-      yield* burst(100)
-      yield* Effect.sleep("500 millis")
-      expect(yield* burst(150)).toHaveLength(40)
+      // raft.db); a later one finds it open.
+      let from = 100
+      yield* until(
+        Effect.suspend(() => burst((from += 40))).pipe(Effect.tap((done) => expect(done).toHaveLength(40))),
+        Effect.map(writes("writer"), (n) => n > writer0)
+      )
       const writer1 = yield* writes("writer")
-      expect(writer1 - writer0).toBeGreaterThanOrEqual(1)
       // One client again: at most a streak's worth of its writes still go to the thread.
       for (let i = 0; i < loneWritesBeforeInline; i++) yield* leader.node.submit(doneJob(200 + i))
       const writer2 = yield* writes("writer")
       expect(writer2 - writer1).toBeGreaterThanOrEqual(1)
       expect(writer2 - writer1).toBeLessThan(loneWritesBeforeInline)
-      for (let i = 0; i < 5; i++) yield* leader.node.submit(doneJob(300 + i))
+      for (let i = 0; i < 5; i++) yield* leader.node.submit(doneJob(10_000 + i))
       expect(yield* writes("writer")).toBe(writer2)
     }).pipe(Effect.scoped),
     30_000
@@ -114,8 +130,12 @@ describe("RaftNode with a raft.db writer thread", () => {
       const leader = yield* waitLeader(g.members)
       // Concurrent proposals start the thread (a lone write runs inline); once it has opened
       // raft.db, two proposals in one batch make a write that goes to it.
-      yield* Effect.all(Array.from({ length: 20 }, (_, i) => leader.node.submit(job(100 + i))), { concurrency: "unbounded" })
-      yield* Effect.sleep("500 millis")
+      const started = yield* writes("writer")
+      let from = 100
+      yield* until(
+        Effect.suspend(() => Effect.all(Array.from({ length: 20 }, () => leader.node.submit(job(from++))), { concurrency: "unbounded" })),
+        Effect.map(writes("writer"), (n) => n > started)
+      )
       // Another connection holds raft.db's write lock: the leader's next transaction waits for
       // the busy timeout (5 s) and fails. Its event loop is not blocked meanwhile (the group
       // shares this process's), so the others notice the silent leader and elect another.
@@ -124,8 +144,7 @@ describe("RaftNode with a raft.db writer thread", () => {
       lock.exec("BEGIN IMMEDIATE")
       const writer0 = yield* writes("writer")
       const stuck = yield* Effect.fork(Effect.all([leader.node.submit(job(1)), leader.node.submit(job(4))], { concurrency: "unbounded" }))
-      yield* Effect.sleep("100 millis")
-      expect((yield* writes("writer")) - writer0).toBeGreaterThanOrEqual(1)
+      yield* until(Effect.void, Effect.map(writes("writer"), (n) => n > writer0), 3000)
       const rest = g.members.filter((m) => m !== leader)
       const next = yield* waitLeader(rest)
       const accepted = yield* next.node.submit(job(2))
