@@ -4,7 +4,7 @@ import { Schema } from "effect"
 import { decodeEventJson, encodeEventJson, Event } from "../domain/events.js"
 import { migrate, type Migration } from "./migrations.js"
 import { toPersistenceError } from "./PersistenceError.js"
-import { pageCachePragma, readPragmas, type StoragePragmas } from "./sqliteSettings.js"
+import { journalCheckpointPages, pageCachePragma, readPragmas, type StoragePragmas } from "./sqliteSettings.js"
 
 /**
  * The event journal: every event applied on this node, appended in order, each row hashed
@@ -258,6 +258,7 @@ export class Journal {
       // snapshot), so a restarted node applies them again. This saves an fsync per batch.
       db.pragma("synchronous = NORMAL")
       db.pragma(pageCachePragma)
+      db.pragma(`wal_autocheckpoint = ${journalCheckpointPages}`)
       migrate(db, "journal", journalMigrations)
       return new Journal(db, false, retention)
     } catch (error) {

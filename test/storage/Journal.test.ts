@@ -5,7 +5,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { genesisHash, Journal, type JournalInput, rowHash } from "../../src/storage/Journal.js"
-import { pageCacheKiB } from "../../src/storage/sqliteSettings.js"
+import { journalCheckpointPages, pageCacheKiB } from "../../src/storage/sqliteSettings.js"
 import { accepted } from "../support/jobEvents.js"
 
 const file = () => path.join(fs.mkdtempSync(path.join(os.tmpdir(), "cm-journal-")), "journal.db")
@@ -23,7 +23,7 @@ describe("Journal storage", () => {
 
   it("runs in WAL mode with synchronous=NORMAL and SQLite's page cache, not better-sqlite3's 16 MB", () => {
     const journal = Journal.open(file())
-    expect(journal.pragmas()).toMatchObject({ journalMode: "wal", synchronous: 1, cacheKiB: pageCacheKiB })
+    expect(journal.pragmas()).toMatchObject({ journalMode: "wal", synchronous: 1, cacheKiB: pageCacheKiB, walAutocheckpoint: journalCheckpointPages })
     journal.sync()
     expect(journal.pragmas().synchronous).toBe(1)
     journal.close()

@@ -125,7 +125,7 @@ describe.each(["sync", "worker"] as const)("RaftLog (%s)", (mode) => {
       const log = open(mode, temp.dbPath(), { busyTimeoutMs: 1234 })
       log.bootstrap(fresh)
       yield* log.persist({ ...nothing, entries: commands(1, 1, 1) })
-      expect(yield* log.pragmas).toEqual({ journalMode: "wal", synchronous: 2, foreignKeys: true, busyTimeoutMs: 1234, cacheKiB: pageCacheKiB })
+      expect(yield* log.pragmas).toEqual({ journalMode: "wal", synchronous: 2, foreignKeys: true, busyTimeoutMs: 1234, cacheKiB: pageCacheKiB, walAutocheckpoint: 1000 })
     })
   )
 })

@@ -206,7 +206,8 @@ describe("durability settings", () => {
       synchronous: 2,
       foreignKeys: true,
       busyTimeoutMs: 1234,
-      cacheKiB: pageCacheKiB
+      cacheKiB: pageCacheKiB,
+      walAutocheckpoint: 1000
     })
     // WAL is a property of the file: another connection sees it too.
     const other = new Database(file, { readonly: true })
