@@ -22,7 +22,7 @@ export const pageCachePragma = `cache_size = -${pageCacheKiB}`
  * synthetic run of the journal's transactions: 2-3 ms at 100 pages, 15 ms at 1000, 65 ms at
  * 4000). Under load a 1000-page checkpoint came about every 1.25 s and held up every request in
  * flight on that node. Measured with bench/emit.ts, interleaved: the p99 at concurrency 1 lower
- * in 7 of 8 rounds (5.4-9.9 ms against 9.6-12.7), at 16 lower in 5 of 7 (on average 32.1 against
+ * in 6 of 7 rounds (5.4-9.9 ms against 8.7-12.7), at 16 lower in 5 of 7 (on average 32.1 against
  * 35.3 ms), jobs/s within the noise. raft.db keeps SQLite's default: a follower writes it inline,
  * but the leader commits with either follower, and the same change there showed nothing.
  */
