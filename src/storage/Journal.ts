@@ -477,7 +477,7 @@ export class Journal {
     return this.heldRow(top.seq)?.hash === top.hash ? top : undefined
   }
 
-  /** The row at `seq` from the journal or the history, whichever holds it. */
+  /** The row at `seq` from the journal or the history, whichever holds it (kept rows: no prune mark). */
   private heldRow(seq: number): JournalRow | undefined {
     const fromJournal = this.db.prepare<[number], JournalRow>(`SELECT ${rowColumns} FROM journal WHERE seq = ?`).get(seq)
     if (fromJournal !== undefined || !this.hasHistory()) return fromJournal
@@ -544,12 +544,21 @@ export class Journal {
     return rows.slice(0, end)
   }
 
+  /**
+   * Whether the journal's rows at or below the base are the node's own, kept under a snapshot it
+   * installed (part of its history), rather than pruned ones waiting to be deleted.
+   */
+  private keepsRowsBelowBase(): boolean {
+    return this.mark === undefined
+  }
+
   /** Up to `limit` rows at or below `toSeq` (at most the base's seq) from the history and the journal, newest first. */
   private heldBelowBase(toSeq: number, limit: number): Array<JournalRow> {
+    const fromHistory = `SELECT ${rowColumns} FROM history WHERE seq <= @toSeq ORDER BY seq DESC LIMIT @limit`
     const fromJournal = `SELECT ${rowColumns} FROM journal WHERE seq <= @toSeq ORDER BY seq DESC LIMIT @limit`
-    const sql = this.hasHistory()
-      ? `SELECT * FROM (SELECT ${rowColumns} FROM history WHERE seq <= @toSeq ORDER BY seq DESC LIMIT @limit) UNION ALL SELECT * FROM (${fromJournal}) ORDER BY seq DESC LIMIT @limit`
-      : fromJournal
+    const tables = [...(this.hasHistory() ? [fromHistory] : []), ...(this.keepsRowsBelowBase() ? [fromJournal] : [])]
+    if (tables.length === 0) return []
+    const sql = tables.length === 1 ? tables[0] : `SELECT * FROM (${tables[0]}) UNION ALL SELECT * FROM (${tables[1]}) ORDER BY seq DESC LIMIT @limit`
     return this.db.prepare<[{ toSeq: number; limit: number }], JournalRow>(sql).all({ toSeq, limit })
   }
 
@@ -583,7 +592,7 @@ export class Journal {
     const fromHistory = this.hasHistory()
       ? this.db.prepare<[number], JournalRow>(`SELECT ${rowColumns} FROM history WHERE seq > ? ORDER BY seq LIMIT 1`).get(this.gap?.seq ?? 0)
       : undefined
-    if (this.gap !== undefined) return fromHistory
+    if (this.gap !== undefined || !this.keepsRowsBelowBase()) return fromHistory
     const fromJournal = this.db.prepare<[number], JournalRow>(`SELECT ${rowColumns} FROM journal WHERE seq <= ? ORDER BY seq LIMIT 1`).get(this.base.seq)
     if (fromHistory === undefined || fromJournal === undefined) return fromHistory ?? fromJournal
     return fromHistory.seq < fromJournal.seq ? fromHistory : fromJournal
@@ -629,9 +638,11 @@ export class Journal {
     if (this.gap !== undefined) {
       return this.db.prepare<[string, number], JournalRow>(`SELECT ${rowColumns} FROM history WHERE job_id = ? AND seq > ? ORDER BY seq`).all(jobId, this.gap.seq)
     }
+    const fromHistory = `SELECT ${rowColumns} FROM history WHERE job_id = @jobId`
     const fromJournal = `SELECT ${rowColumns} FROM journal WHERE job_id = @jobId AND seq <= @baseSeq`
-    const sql = this.hasHistory() ? `SELECT ${rowColumns} FROM history WHERE job_id = @jobId UNION ALL ${fromJournal} ORDER BY seq` : `${fromJournal} ORDER BY seq`
-    return this.db.prepare<[{ jobId: string; baseSeq: number }], JournalRow>(sql).all({ jobId, baseSeq: this.base.seq })
+    const tables = [...(this.hasHistory() ? [fromHistory] : []), ...(this.keepsRowsBelowBase() ? [fromJournal] : [])]
+    if (tables.length === 0) return []
+    return this.db.prepare<[{ jobId: string; baseSeq: number }], JournalRow>(`${tables.join(" UNION ALL ")} ORDER BY seq`).all({ jobId, baseSeq: this.base.seq })
   }
 
   /** A journal.db opened read-only may predate the history table (a writable one is migrated). */

@@ -195,6 +195,18 @@ describe("history backfill", () => {
     expect(member.historyOf("10")).toEqual(leader.rows({ jobId: "10" }))
   })
 
+  it("rows that retention pruned and has not deleted yet are no history", () => {
+    const { inputs } = leaderOf40()
+    const pruning = openJournal({ events: 10, days: 0 })
+    pruning.append(inputs, inputs[39].logIndex)
+    const [at20] = pruning.rows({ fromSeq: 20, toSeq: 20 })
+    expect(pruning.moveBase({ seq: 20, hash: at20.hash, state: "{}" }, { eventAt: 0, snapshotIndex: at20.logIndex, snapshotSeq: 20 })).toBe(true)
+    expect(pruning.historyOf("3")).toEqual([])
+    expect(pruning.page(20, 5)).toEqual([])
+    expect(pruning.historyLow()).toBeUndefined()
+    expect(nextNeed(pruning)).toBeUndefined()
+  })
+
   it("a snapshot installed while a gap is open, or over rows that are not the base's, drops what the node held", () => {
     const { leader, inputs } = leaderOf40()
     const member = openJournal()
