@@ -10,18 +10,6 @@ import { RaftNode, type RaftNodeApi } from "./RaftNode.js"
 export const historyPath = "/journal/page"
 export const maxPageRows = 1000
 
-/** What the history still lacks: rows `floor` < seq <= `toSeq`; the newest must hash to `anchor`. */
-export type Need = HistoryNeed
-
-/**
- * What the history of a node that joined by snapshot still lacks, the run nearest its base first,
- * or undefined when nothing (Journal.historyNeed). A node that installed a snapshot over a
- * journal of its own keeps its rows and copies only the gap above them; installing a snapshot
- * while such a gap is still open, or with retention on, drops what the node held (see
- * Journal.installBase), and the copy starts again from the new base.
- */
-export const nextNeed = (journal: Journal): Need | undefined => journal.historyNeed()
-
 /**
  * Why `rows` (newest first) are not the chain just below `need`, or undefined when they are:
  * consecutive seqs from `need.toSeq` down, none at or below `need.floor` (rows this node holds),
@@ -30,7 +18,7 @@ export const nextNeed = (journal: Journal): Need | undefined => journal.historyN
  * through Raft, or a row that chains up to it, so a page that passes is the leader's history,
  * whoever served it.
  */
-export const checkPage = (rows: ReadonlyArray<JournalRow>, need: Need): string | undefined => {
+export const checkPage = (rows: ReadonlyArray<JournalRow>, need: HistoryNeed): string | undefined => {
   let seq = need.toSeq
   let hash = need.anchor
   for (const r of rows) {
@@ -103,7 +91,7 @@ export const sourcesFor = (self: string, status: RaftStatus, state: ClusterState
 }
 
 /** Asks `http` for the page below `need` and stores it if it is the chain; whether it did. */
-const fetchPage = (client: HttpClient.HttpClient, journal: Journal, http: string, need: Need): Effect.Effect<boolean> =>
+const fetchPage = (client: HttpClient.HttpClient, journal: Journal, http: string, need: HistoryNeed): Effect.Effect<boolean> =>
   Effect.gen(function* () {
     const limit = Math.min(maxPageRows, need.toSeq - need.floor)
     const page = yield* client.get(`http://${http}${historyPath}?to=${need.toSeq}&limit=${limit}`).pipe(
@@ -142,7 +130,7 @@ export const copyOnce = (
   Effect.gen(function* () {
     const state = yield* node.localState
     noteLeader(seen, node.id, state)
-    const need = yield* Effect.try(() => nextNeed(journal))
+    const need = yield* Effect.try(() => journal.historyNeed())
     yield* Metric.set(metrics.historyMissing, need?.toSeq ?? 0)
     if (need === undefined) return idlePause
     const status = yield* node.status

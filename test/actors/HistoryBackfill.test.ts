@@ -6,7 +6,7 @@ import * as path from "node:path"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import { Duration, Effect } from "effect"
-import { checkPage, copyOnce, nextNeed } from "../../src/actors/HistoryBackfill.js"
+import { checkPage, copyOnce } from "../../src/actors/HistoryBackfill.js"
 import type { RaftNodeApi } from "../../src/actors/RaftNode.js"
 import type { RaftStatus } from "../../src/domain/raft/ready.js"
 import { type ClusterState, emptyState, toJson } from "../../src/domain/state.js"
@@ -53,7 +53,7 @@ const leaderOf40 = () => {
 /** Copies from `leader` until the member lacks nothing, `limit` rows a page; what each page closed. */
 const copyAll = (leader: Journal, member: Journal, limit: number) => {
   const outcomes: Array<string | undefined> = []
-  for (let need = nextNeed(member); need !== undefined; need = nextNeed(member)) {
+  for (let need = member.historyNeed(); need !== undefined; need = member.historyNeed()) {
     const page = leader.page(need.toSeq, Math.min(limit, need.toSeq - need.floor))
     expect(checkPage(page, need)).toBeUndefined()
     outcomes.push(member.addHistory(page))
@@ -84,10 +84,10 @@ const servingPeers = (served: ReadonlyMap<string, Journal>, asked: Array<string>
 describe("history backfill", () => {
   it("copies the events before the base a checked page at a time, newest first, down to seq 1", () => {
     const { leader, member, at30 } = setUp()
-    expect(nextNeed(member)).toEqual({ toSeq: 30, anchor: at30.hash, floor: 0 })
-    expect(nextNeed(leader)).toBeUndefined() // no base: nothing to copy
+    expect(member.historyNeed()).toEqual({ toSeq: 30, anchor: at30.hash, floor: 0 })
+    expect(leader.historyNeed()).toBeUndefined() // no base: nothing to copy
     let pages = 0
-    for (let need = nextNeed(member); need !== undefined; need = nextNeed(member)) {
+    for (let need = member.historyNeed(); need !== undefined; need = member.historyNeed()) {
       const page = leader.page(need.toSeq, 8)
       expect(checkPage(page, need)).toBeUndefined()
       member.addHistory(page)
@@ -104,7 +104,7 @@ describe("history backfill", () => {
 
   it("refuses a page that is not the chain below the base: edited, reordered, with a gap, or another chain's", () => {
     const { leader, member } = setUp()
-    const need = nextNeed(member)!
+    const need = member.historyNeed()!
     const page = leader.page(need.toSeq, 6)
     expect(checkPage(page.map((r, i) => (i === 2 ? { ...r, event: r.event.replace(`"jobId":"`, `"jobId":"9`) } : r)), need)).toContain("does not hash")
     expect(checkPage([page[0], page[2], page[3]], need)).toContain("expected seq 29")
@@ -120,17 +120,17 @@ describe("history backfill", () => {
   it("under a newer base keeps what it copied and copies the gap first; copies nothing where the node's own retention pruned", () => {
     const { leader, member } = setUp()
     member.addHistory(leader.page(30, 10))
-    expect(nextNeed(member)).toMatchObject({ toSeq: 20, floor: 0 })
+    expect(member.historyNeed()).toMatchObject({ toSeq: 20, floor: 0 })
     const [at36] = leader.rows({ fromSeq: 36, toSeq: 36 })
     member.installBase({ seq: 36, hash: at36.hash, state: "{}" }, at36.logIndex)
-    expect(nextNeed(member)).toEqual({ toSeq: 36, anchor: at36.hash, floor: 30 })
+    expect(member.historyNeed()).toEqual({ toSeq: 36, anchor: at36.hash, floor: 30 })
     expect(member.historyLow()).toBeUndefined()
     copyAll(leader, member, 4)
     expect(historyRows(member)).toBe(36) // 21-30 first, 31-36 then, 1-20 last: each copied once
     expect(member.page(36, 100)).toEqual(leader.page(36, 100))
     const pruning = openJournal({ events: 10, days: 0 })
     pruning.installBase({ seq: 36, hash: at36.hash, state: "{}" }, at36.logIndex)
-    expect(nextNeed(pruning)).toBeUndefined()
+    expect(pruning.historyNeed()).toBeUndefined()
   })
 
   it("a node that installs a snapshot over its own journal keeps its rows and copies only the gap up to the base", () => {
@@ -142,7 +142,7 @@ describe("history backfill", () => {
     const [at30] = leader.rows({ fromSeq: 30, toSeq: 30 })
     member.installBase({ seq: 30, hash: at30.hash, state: "{}" }, at30.logIndex)
     expect(member.rows()).toEqual([]) // its own rows are below the base now: history, not journal
-    expect(nextNeed(member)).toEqual({ toSeq: 30, anchor: at30.hash, floor: 20 })
+    expect(member.historyNeed()).toEqual({ toSeq: 30, anchor: at30.hash, floor: 20 })
     expect(member.historyIncomplete()).toBe(true)
     // While the gap is open a job whose rows may be in it is not answered from the history:
     // job 10 was accepted at seq 19, its own, and done at seq 20.
@@ -152,7 +152,7 @@ describe("history backfill", () => {
     expect(member.page(25, 5)).toEqual([])
     const outcomes = copyAll(leader, member, 4)
     expect(outcomes).toEqual([undefined, undefined, "joined"]) // 30-27, 26-23, 22-21
-    expect(nextNeed(member)).toBeUndefined() // its own rows reach seq 1
+    expect(member.historyNeed()).toBeUndefined() // its own rows reach seq 1
     expect(historyRows(member)).toBe(10)
     expect(member.historyOf("10")).toEqual(leader.rows({ jobId: "10" }))
     expect(member.historyOf("13")).toEqual(leader.rows({ jobId: "13" })) // accepted at 25, done at 26: copied
@@ -160,7 +160,7 @@ describe("history backfill", () => {
     // Reopened: the same, and the journal goes on from the base.
     member.close()
     const reopened = Journal.open(files.get(member)!)
-    expect(nextNeed(reopened)).toBeUndefined()
+    expect(reopened.historyNeed()).toBeUndefined()
     expect(reopened.page(30, 100)).toEqual(leader.page(30, 100))
     reopened.append(inputs.slice(30, 32), inputs[31].logIndex)
     expect(reopened.rows()).toEqual(leader.rows({ fromSeq: 31, toSeq: 32 }))
@@ -174,7 +174,7 @@ describe("history backfill", () => {
     member.append(inputs.slice(10, 20), inputs[19].logIndex) // joined at 10, applied 11-20 itself, copied nothing yet
     const [at30] = leader.rows({ fromSeq: 30, toSeq: 30 })
     member.installBase({ seq: 30, hash: at30.hash, state: "{}" }, at30.logIndex)
-    expect(nextNeed(member)).toEqual({ toSeq: 30, anchor: at30.hash, floor: 20 })
+    expect(member.historyNeed()).toEqual({ toSeq: 30, anchor: at30.hash, floor: 20 })
     expect(copyAll(leader, member, 8)).toEqual([undefined, "joined", undefined, undefined])
     expect(historyRows(member)).toBe(20) // 21-30 and 1-10
     expect(member.page(30, 100)).toEqual(leader.page(30, 100))
@@ -188,7 +188,7 @@ describe("history backfill", () => {
     member.append(rows(other), index)
     const [at30] = leader.rows({ fromSeq: 30, toSeq: 30 })
     member.installBase({ seq: 30, hash: at30.hash, state: "{}" }, at30.logIndex)
-    expect(nextNeed(member)?.floor).toBe(20)
+    expect(member.historyNeed()?.floor).toBe(20)
     expect(copyAll(leader, member, 10)).toEqual(["own rows dropped", undefined, undefined])
     expect(historyRows(member)).toBe(30)
     expect(member.page(30, 100)).toEqual(leader.page(30, 100))
@@ -204,7 +204,7 @@ describe("history backfill", () => {
     expect(pruning.historyOf("3")).toEqual([])
     expect(pruning.page(20, 5)).toEqual([])
     expect(pruning.historyLow()).toBeUndefined()
-    expect(nextNeed(pruning)).toBeUndefined()
+    expect(pruning.historyNeed()).toBeUndefined()
   })
 
   it("a snapshot installed while a gap is open, or over rows that are not the base's, drops what the node held", () => {
@@ -216,7 +216,7 @@ describe("history backfill", () => {
     member.addHistory(leader.page(30, 4))
     const [at36] = leader.rows({ fromSeq: 36, toSeq: 36 })
     member.installBase({ seq: 36, hash: at36.hash, state: "{}" }, at36.logIndex)
-    expect(nextNeed(member)).toEqual({ toSeq: 36, anchor: at36.hash, floor: 0 })
+    expect(member.historyNeed()).toEqual({ toSeq: 36, anchor: at36.hash, floor: 0 })
     expect(member.page(20, 5)).toEqual([])
     expect(historyRows(member)).toBe(0)
     // A base at its own head's seq with another hash: its rows are not that chain.
@@ -224,7 +224,7 @@ describe("history backfill", () => {
     diverged.append(inputs.slice(0, 20), inputs[19].logIndex)
     diverged.installBase({ seq: 20, hash: "f".repeat(64), state: "{}" }, inputs[19].logIndex)
     expect(diverged.page(20, 5)).toEqual([])
-    expect(nextNeed(diverged)).toEqual({ toSeq: 20, anchor: "f".repeat(64), floor: 0 })
+    expect(diverged.historyNeed()).toEqual({ toSeq: 20, anchor: "f".repeat(64), floor: 0 })
   })
 
   it.effect("a member that leads before its copy is done asks a member it saw lead", () =>
@@ -247,8 +247,8 @@ describe("history backfill", () => {
       state = { ...state, leader: "n4", leaderHttp: "n4-http:4", leaderTerm: 2 }
       status = { role: "leader", leader: "n4" } as RaftStatus
       asked.length = 0
-      for (let i = 0; i < 5 && nextNeed(member) !== undefined; i++) yield* copyOnce(node, member, client, seen)
-      expect(nextNeed(member)).toBeUndefined()
+      for (let i = 0; i < 5 && member.historyNeed() !== undefined; i++) yield* copyOnce(node, member, client, seen)
+      expect(member.historyNeed()).toBeUndefined()
       expect(new Set(asked)).toEqual(new Set(["n1-http:1"]))
       expect(member.historyOf("3")).toEqual(leader.rows({ jobId: "3" }))
       // A leader with no other leader on record (none seen, none in its journal or its base's
@@ -282,10 +282,10 @@ describe("history backfill", () => {
         index
       )
       const record = { checkedHead: undefined }
-      for (let i = 0; i < 5 && nextNeed(first.member) !== undefined; i++) {
+      for (let i = 0; i < 5 && first.member.historyNeed() !== undefined; i++) {
         yield* copyOnce(node, first.member, client(new Map([["n2-http:2", first.leader]])), new Map(), record)
       }
-      expect(nextNeed(first.member)).toBeUndefined()
+      expect(first.member.historyNeed()).toBeUndefined()
       expect(new Set(asked)).toEqual(new Set(["n2-http:2"]))
 
       // 2. Its journal names no other leader, its base's image does (the leader it joined from).
@@ -294,10 +294,10 @@ describe("history backfill", () => {
       const base = second.member.journalBase()
       const image = JSON.stringify({ state: { ...toJson(emptyState), leader: "n1", leaderHttp: "n1-http:1" }, head: { seq: base.seq, hash: base.hash } })
       second.member.installBase({ ...base, state: image }, 30)
-      for (let i = 0; i < 5 && nextNeed(second.member) !== undefined; i++) {
+      for (let i = 0; i < 5 && second.member.historyNeed() !== undefined; i++) {
         yield* copyOnce(node, second.member, client(new Map([["n1-http:1", second.leader]])), new Map())
       }
-      expect(nextNeed(second.member)).toBeUndefined()
+      expect(second.member.historyNeed()).toBeUndefined()
       expect(new Set(asked)).toEqual(new Set(["n1-http:1"]))
       expect(second.member.historyOf("3")).toEqual(second.leader.rows({ jobId: "3" }))
     }))
