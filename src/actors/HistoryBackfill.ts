@@ -106,11 +106,13 @@ const fetchPage = (client: HttpClient.HttpClient, journal: Journal, http: string
       yield* Effect.logWarning(`history from ${http} refused: ${wrong}`)
       return false
     }
-    const closed = yield* Effect.try(() => journal.addHistory(page.rows))
-    if (closed === "joined") yield* Effect.logInfo(`history: the copied gap reaches this node's own rows at seq ${need.floor}`)
-    if (closed === "own rows dropped") {
+    // The journal may have changed while the page came (a snapshot installed): then it is stale.
+    const added = yield* Effect.try(() => journal.addHistory(page.rows, need))
+    if (added === "joined") yield* Effect.logInfo(`history: the copied gap reaches this node's own rows at seq ${need.floor}`)
+    if (added === "own rows dropped") {
       yield* Effect.logError(`history: this node's own rows through seq ${need.floor} are not the chain the snapshot continues; dropped, copying them from the members`)
     }
+    if (added === "stale") yield* Effect.logDebug(`history: a page from ${http} below seq ${need.toSeq} came after the journal moved on; dropped`)
     return true
   }).pipe(Effect.catchAll((e) => Effect.logDebug(`history backfill: no page from ${http}`, e).pipe(Effect.as(false))))
 

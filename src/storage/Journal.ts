@@ -147,8 +147,12 @@ export interface HistoryNeed {
   readonly floor: number
 }
 
-/** What addHistory found when a page closed the gap down to the node's own rows. */
-export type GapClosed = "joined" | "own rows dropped"
+/**
+ * What addHistory did with a page: stored it; stored it and closed the gap down to the node's
+ * own rows ("joined"), or found those rows are not the chain and dropped them; or refused it as
+ * stale, fetched for what the history lacked before the journal changed under it.
+ */
+export type HistoryAdded = "stored" | "joined" | "own rows dropped" | "stale"
 
 /** What the journal's fold starts from: empty, or a snapshot installed from the leader. */
 export interface JournalBase {
@@ -599,32 +603,37 @@ export class Journal {
   }
 
   /**
-   * Stores rows below the base, already checked against the chain (HistoryBackfill). When they
+   * Stores rows below the base, already checked against the chain below `need` (HistoryBackfill),
+   * if `need` is still what the history lacks: a page fetched before a snapshot was installed
+   * (which moves the base, keeps or drops what the node held) would otherwise land as a run the
+   * history cannot link to, and the copy would go on below it, leaving a hole. When the rows
    * reach down to the node's own rows, the gap is closed: the lowest copied row must link to its
    * own newest one ("joined"), and if it does not, its own rows are not the chain and go ("own
    * rows dropped": never expected, the copy then goes on below).
    */
-  addHistory(rows: ReadonlyArray<JournalRow>): GapClosed | undefined {
+  addHistory(rows: ReadonlyArray<JournalRow>, need: HistoryNeed): HistoryAdded {
+    const now = this.historyNeed()
+    if (now === undefined || now.toSeq !== need.toSeq || now.anchor !== need.anchor || now.floor !== need.floor) return "stale"
     try {
       const insert = this.db.prepare(
         "INSERT OR REPLACE INTO history (seq, log_index, log_term, at, job_id, user_name, type, event, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?)"
       )
       const gap = this.gap
-      const closed = this.db.transaction((): GapClosed | undefined => {
+      const added = this.db.transaction((): HistoryAdded => {
         for (const r of rows) insert.run(r.seq, r.logIndex, r.logTerm, r.at, r.jobId, r.userName, r.type, r.event, r.prevHash, r.hash)
-        if (gap === undefined) return undefined
+        if (gap === undefined) return "stored"
         const above = this.db.prepare<[number], { seq: number; prevHash: string }>(
           "SELECT seq, prev_hash AS prevHash FROM history WHERE seq > ? ORDER BY seq LIMIT 1"
         ).get(gap.seq)
-        if (above?.seq !== gap.seq + 1) return undefined
+        if (above?.seq !== gap.seq + 1) return "stored"
         this.db.prepare("DELETE FROM history_gap").run()
         if (above.prevHash === gap.hash) return "joined"
         this.db.prepare("DELETE FROM journal WHERE seq <= ?").run(gap.seq)
         this.db.prepare("DELETE FROM history WHERE seq <= ?").run(gap.seq)
         return "own rows dropped"
       }).immediate()
-      if (closed !== undefined) this.gap = undefined
-      return closed
+      if (added === "joined" || added === "own rows dropped") this.gap = undefined
+      return added
     } catch (error) {
       throw toPersistenceError("journal history", error)
     }

@@ -52,11 +52,11 @@ const leaderOf40 = () => {
 
 /** Copies from `leader` until the member lacks nothing, `limit` rows a page; what each page closed. */
 const copyAll = (leader: Journal, member: Journal, limit: number) => {
-  const outcomes: Array<string | undefined> = []
+  const outcomes: Array<string> = []
   for (let need = member.historyNeed(); need !== undefined; need = member.historyNeed()) {
     const page = leader.page(need.toSeq, Math.min(limit, need.toSeq - need.floor))
     expect(checkPage(page, need)).toBeUndefined()
-    outcomes.push(member.addHistory(page))
+    outcomes.push(member.addHistory(page, need))
     if (outcomes.length > 100) throw new Error("the copy does not end")
   }
   return outcomes
@@ -90,7 +90,7 @@ describe("history backfill", () => {
     for (let need = member.historyNeed(); need !== undefined; need = member.historyNeed()) {
       const page = leader.page(need.toSeq, 8)
       expect(checkPage(page, need)).toBeUndefined()
-      member.addHistory(page)
+      expect(member.addHistory(page, need)).toBe("stored")
       pages++
     }
     expect(pages).toBe(4)
@@ -119,7 +119,7 @@ describe("history backfill", () => {
 
   it("under a newer base keeps what it copied and copies the gap first; copies nothing where the node's own retention pruned", () => {
     const { leader, member } = setUp()
-    member.addHistory(leader.page(30, 10))
+    member.addHistory(leader.page(30, 10), member.historyNeed()!)
     expect(member.historyNeed()).toMatchObject({ toSeq: 20, floor: 0 })
     const [at36] = leader.rows({ fromSeq: 36, toSeq: 36 })
     member.installBase({ seq: 36, hash: at36.hash, state: "{}" }, at36.logIndex)
@@ -151,7 +151,7 @@ describe("history backfill", () => {
     expect(member.page(20, 5)).toEqual(leader.page(20, 5))
     expect(member.page(25, 5)).toEqual([])
     const outcomes = copyAll(leader, member, 4)
-    expect(outcomes).toEqual([undefined, undefined, "joined"]) // 30-27, 26-23, 22-21
+    expect(outcomes).toEqual(["stored", "stored", "joined"]) // 30-27, 26-23, 22-21
     expect(member.historyNeed()).toBeUndefined() // its own rows reach seq 1
     expect(historyRows(member)).toBe(10)
     expect(member.historyOf("10")).toEqual(leader.rows({ jobId: "10" }))
@@ -175,7 +175,7 @@ describe("history backfill", () => {
     const [at30] = leader.rows({ fromSeq: 30, toSeq: 30 })
     member.installBase({ seq: 30, hash: at30.hash, state: "{}" }, at30.logIndex)
     expect(member.historyNeed()).toEqual({ toSeq: 30, anchor: at30.hash, floor: 20 })
-    expect(copyAll(leader, member, 8)).toEqual([undefined, "joined", undefined, undefined])
+    expect(copyAll(leader, member, 8)).toEqual(["stored", "joined", "stored", "stored"])
     expect(historyRows(member)).toBe(20) // 21-30 and 1-10
     expect(member.page(30, 100)).toEqual(leader.page(30, 100))
   })
@@ -189,10 +189,37 @@ describe("history backfill", () => {
     const [at30] = leader.rows({ fromSeq: 30, toSeq: 30 })
     member.installBase({ seq: 30, hash: at30.hash, state: "{}" }, at30.logIndex)
     expect(member.historyNeed()?.floor).toBe(20)
-    expect(copyAll(leader, member, 10)).toEqual(["own rows dropped", undefined, undefined])
+    expect(copyAll(leader, member, 10)).toEqual(["own rows dropped", "stored", "stored"])
     expect(historyRows(member)).toBe(30)
     expect(member.page(30, 100)).toEqual(leader.page(30, 100))
     expect(member.historyOf("10")).toEqual(leader.rows({ jobId: "10" }))
+  })
+
+  it("a page fetched for what the history lacked before a snapshot was installed is refused as stale", () => {
+    // Copying the gap above its own rows when a newer snapshot comes (the gap is open: all goes).
+    const { leader, inputs } = leaderOf40()
+    const member = openJournal()
+    member.append(inputs.slice(0, 20), inputs[19].logIndex)
+    const [at30] = leader.rows({ fromSeq: 30, toSeq: 30 })
+    member.installBase({ seq: 30, hash: at30.hash, state: "{}" }, at30.logIndex)
+    const need = member.historyNeed()!
+    const inFlight = leader.page(need.toSeq, 4)
+    const [at36] = leader.rows({ fromSeq: 36, toSeq: 36 })
+    member.installBase({ seq: 36, hash: at36.hash, state: "{}" }, at36.logIndex)
+    expect(member.addHistory(inFlight, need)).toBe("stale")
+    expect(historyRows(member)).toBe(0)
+    // Had it been stored, the copy would have gone on below it (seq 26), leaving 31-36 out.
+    expect(member.historyNeed()).toEqual({ toSeq: 36, anchor: at36.hash, floor: 0 })
+    expect(copyAll(leader, member, 10).every((o) => o === "stored")).toBe(true)
+    expect(member.page(36, 100)).toEqual(leader.page(36, 100))
+    // The same without own rows: a node that joined by snapshot, then got a newer one.
+    const fresh = setUp()
+    const first = fresh.member.historyNeed()!
+    const early = fresh.leader.page(first.toSeq, 5)
+    const [later] = fresh.leader.rows({ fromSeq: 36, toSeq: 36 })
+    fresh.member.installBase({ seq: 36, hash: later.hash, state: "{}" }, later.logIndex)
+    expect(fresh.member.addHistory(early, first)).toBe("stale")
+    expect(historyRows(fresh.member)).toBe(0)
   })
 
   it("rows that retention pruned and has not deleted yet are no history", () => {
@@ -213,7 +240,7 @@ describe("history backfill", () => {
     member.append(inputs.slice(0, 20), inputs[19].logIndex)
     const [at30] = leader.rows({ fromSeq: 30, toSeq: 30 })
     member.installBase({ seq: 30, hash: at30.hash, state: "{}" }, at30.logIndex)
-    member.addHistory(leader.page(30, 4))
+    member.addHistory(leader.page(30, 4), member.historyNeed()!)
     const [at36] = leader.rows({ fromSeq: 36, toSeq: 36 })
     member.installBase({ seq: 36, hash: at36.hash, state: "{}" }, at36.logIndex)
     expect(member.historyNeed()).toEqual({ toSeq: 36, anchor: at36.hash, floor: 0 })

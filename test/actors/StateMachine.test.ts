@@ -228,7 +228,7 @@ describe("StateMachine.job: finished jobs that left the state's window", () => {
     expect(sm.job(sm.state, "2")).toBeUndefined()
     expect(member.historyIncomplete()).toBe(true)
     for (let need = member.historyNeed(); need !== undefined; need = member.historyNeed()) {
-      member.addHistory(leader.page(need.toSeq, need.toSeq - need.floor))
+      member.addHistory(leader.page(need.toSeq, need.toSeq - need.floor), need)
     }
     expect(sm.job(sm.state, "2")).toMatchObject({ id: "2", status: "done", endedAt: 2 })
     expect(sm.job(sm.state, "3")).toMatchObject({ id: "3", status: "done" })
