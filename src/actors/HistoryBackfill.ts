@@ -83,7 +83,10 @@ export interface RecordLookup {
  * over before its copy was done thus asks the members that led before it.
  */
 export const sourcesFor = (self: string, status: RaftStatus, state: ClusterState, seen: ReadonlyMap<string, string>): Array<string> => {
-  const members = new Set([...state.voters, ...state.learners])
+  // The members as the Raft core knows them: the state's voters come only from membership
+  // changes (MembershipChanged), so a group that never changed its members has none there, and
+  // a leader that joined by snapshot found no one to ask (chaos seed 1327504).
+  const members = new Set([...status.voters, ...status.outgoing, ...status.learners])
   const following = status.role !== "leader" && status.leader !== null && state.leader === status.leader && state.leaderHttp
   const first = following ? [state.leaderHttp!] : []
   const others = [...seen].filter(([id]) => id !== self && members.has(id)).map(([, http]) => http)

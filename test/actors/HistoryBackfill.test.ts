@@ -259,9 +259,11 @@ describe("history backfill", () => {
       const { leader, member } = setUp()
       const asked: Array<string> = []
       const client = servingPeers(new Map([["n1-http:1", leader]]), asked)
-      const voters = ["n1", "n2", "n3", "n4"]
-      let state: ClusterState = { ...emptyState, voters, leader: "n1", leaderHttp: "n1-http:1", leaderTerm: 1 }
-      let status = { role: "follower", leader: "n1" } as RaftStatus
+      // The members as the core knows them; the state names none, as in a group whose members
+      // never changed (the state learns them only from a membership change).
+      const members = { voters: ["n1", "n2", "n3", "n4"], outgoing: [], learners: [] }
+      let state: ClusterState = { ...emptyState, leader: "n1", leaderHttp: "n1-http:1", leaderTerm: 1 }
+      let status = { role: "follower", leader: "n1", ...members } as unknown as RaftStatus
       const node = {
         id: "n4",
         localState: Effect.sync(() => state),
@@ -272,7 +274,7 @@ describe("history backfill", () => {
       expect(Duration.toMillis(yield* copyOnce(node, member, servingPeers(new Map(), asked), seen))).toBeGreaterThanOrEqual(1000)
       expect(member.historyLow()).toBeUndefined()
       state = { ...state, leader: "n4", leaderHttp: "n4-http:4", leaderTerm: 2 }
-      status = { role: "leader", leader: "n4" } as RaftStatus
+      status = { role: "leader", leader: "n4", ...members } as unknown as RaftStatus
       asked.length = 0
       for (let i = 0; i < 5 && member.historyNeed() !== undefined; i++) yield* copyOnce(node, member, client, seen)
       expect(member.historyNeed()).toBeUndefined()
@@ -289,13 +291,13 @@ describe("history backfill", () => {
     Effect.gen(function* () {
       const asked: Array<string> = []
       const client = (served: ReadonlyMap<string, Journal>) => servingPeers(served, asked)
-      const voters = ["n1", "n2", "n3", "n4"]
-      // Restarted (nothing seen), leading, its state naming itself.
-      const state: ClusterState = { ...emptyState, voters, leader: "n4", leaderHttp: "n4-http:4", leaderTerm: 9 }
+      const members = { voters: ["n1", "n2", "n3", "n4"], outgoing: [], learners: [] }
+      // Restarted (nothing seen), leading, its state naming itself (and no members: see above).
+      const state: ClusterState = { ...emptyState, leader: "n4", leaderHttp: "n4-http:4", leaderTerm: 9 }
       const node = {
         id: "n4",
         localState: Effect.sync(() => state),
-        status: Effect.sync(() => ({ role: "leader", leader: "n4" }) as RaftStatus)
+        status: Effect.sync(() => ({ role: "leader", leader: "n4", ...members }) as unknown as RaftStatus)
       } as unknown as RaftNodeApi
 
       // 1. Its journal after the base holds n2's election (and its own, and one of a node since removed).
