@@ -478,7 +478,20 @@ export class Journal {
     if (top.seq === 0 || top.seq > base.seq) return undefined
     if (top.seq === base.seq && top.hash !== base.hash) return undefined
     // The head is the base when the journal holds nothing after it: held only if copied already.
-    return this.heldRow(top.seq)?.hash === top.hash ? top : undefined
+    return this.heldRow(top.seq)?.hash === top.hash && this.heldRunIsWhole(top.seq) ? top : undefined
+  }
+
+  /**
+   * Whether the rows this node holds at or below `top` (journal and history) run from the lowest
+   * of them to `top` without a hole: what keeping them, and closing a gap onto them, rests on. A
+   * count over the rows, at an install or a gap's close, not per page.
+   */
+  private heldRunIsWhole(top: number): boolean {
+    const held = (table: string) =>
+      this.db.prepare<[number], { n: number; low: number | null }>(`SELECT count(*) AS n, min(seq) AS low FROM ${table} WHERE seq <= ?`).get(top)!
+    const tables = [...(this.hasHistory() ? ["history"] : []), ...(this.keepsRowsBelowBase() ? ["journal"] : [])].map(held)
+    const low = Math.min(...tables.map((t) => t.low ?? Number.POSITIVE_INFINITY))
+    return tables.reduce((n, t) => n + t.n, 0) === top - low + 1
   }
 
   /** The row at `seq` from the journal or the history, whichever holds it (kept rows: no prune mark). */
@@ -608,8 +621,8 @@ export class Journal {
    * (which moves the base, keeps or drops what the node held) would otherwise land as a run the
    * history cannot link to, and the copy would go on below it, leaving a hole. When the rows
    * reach down to the node's own rows, the gap is closed: the lowest copied row must link to its
-   * own newest one ("joined"), and if it does not, its own rows are not the chain and go ("own
-   * rows dropped": never expected, the copy then goes on below).
+   * own newest one, and its own rows must run without a hole ("joined"); if not, its own rows go
+   * ("own rows dropped": never expected, the copy then goes on below).
    */
   addHistory(rows: ReadonlyArray<JournalRow>, need: HistoryNeed): HistoryAdded {
     const now = this.historyNeed()
@@ -627,7 +640,7 @@ export class Journal {
         ).get(gap.seq)
         if (above?.seq !== gap.seq + 1) return "stored"
         this.db.prepare("DELETE FROM history_gap").run()
-        if (above.prevHash === gap.hash) return "joined"
+        if (above.prevHash === gap.hash && this.heldRunIsWhole(gap.seq)) return "joined"
         this.db.prepare("DELETE FROM journal WHERE seq <= ?").run(gap.seq)
         this.db.prepare("DELETE FROM history WHERE seq <= ?").run(gap.seq)
         return "own rows dropped"

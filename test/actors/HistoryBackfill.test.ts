@@ -222,6 +222,30 @@ describe("history backfill", () => {
     expect(historyRows(fresh.member)).toBe(0)
   })
 
+  it("own rows with a hole are not kept under a snapshot, and a hole found when the gap closes drops them", () => {
+    const { leader, inputs } = leaderOf40()
+    const [at30] = leader.rows({ fromSeq: 30, toSeq: 30 })
+    const punch = (journal: Journal, seq: number) => {
+      const db = new Database(files.get(journal)!)
+      db.prepare("DELETE FROM journal WHERE seq = ?").run(seq)
+      db.close()
+    }
+    // A hole at install: nothing is kept, the copy starts from the base.
+    const holed = openJournal()
+    holed.append(inputs.slice(0, 20), inputs[19].logIndex)
+    punch(holed, 7)
+    holed.installBase({ seq: 30, hash: at30.hash, state: "{}" }, at30.logIndex)
+    expect(holed.historyNeed()).toEqual({ toSeq: 30, anchor: at30.hash, floor: 0 })
+    expect(holed.page(20, 5)).toEqual([])
+    // A hole that appears while the gap is copied: found when the gap closes.
+    const member = openJournal()
+    member.append(inputs.slice(0, 20), inputs[19].logIndex)
+    member.installBase({ seq: 30, hash: at30.hash, state: "{}" }, at30.logIndex)
+    punch(member, 7)
+    expect(copyAll(leader, member, 10)).toEqual(["own rows dropped", "stored", "stored"])
+    expect(member.page(30, 100)).toEqual(leader.page(30, 100))
+  })
+
   it("rows that retention pruned and has not deleted yet are no history", () => {
     const { inputs } = leaderOf40()
     const pruning = openJournal({ events: 10, days: 0 })
