@@ -487,18 +487,20 @@ export class Journal {
    * count over the rows, at an install or a gap's close, not per page.
    */
   private heldRunIsWhole(top: number): boolean {
-    const held = (table: string) =>
+    const counts = this.heldTables().map((table) =>
       this.db.prepare<[number], { n: number; low: number | null }>(`SELECT count(*) AS n, min(seq) AS low FROM ${table} WHERE seq <= ?`).get(top)!
-    const tables = [...(this.hasHistory() ? ["history"] : []), ...(this.keepsRowsBelowBase() ? ["journal"] : [])].map(held)
-    const low = Math.min(...tables.map((t) => t.low ?? Number.POSITIVE_INFINITY))
-    return tables.reduce((n, t) => n + t.n, 0) === top - low + 1
+    )
+    const low = Math.min(...counts.map((t) => t.low ?? Number.POSITIVE_INFINITY))
+    return counts.reduce((n, t) => n + t.n, 0) === top - low + 1
   }
 
-  /** The row at `seq` from the journal or the history, whichever holds it (kept rows: no prune mark). */
+  /** The row at `seq` from whichever table holds it (see heldTables). */
   private heldRow(seq: number): JournalRow | undefined {
-    const fromJournal = this.db.prepare<[number], JournalRow>(`SELECT ${rowColumns} FROM journal WHERE seq = ?`).get(seq)
-    if (fromJournal !== undefined || !this.hasHistory()) return fromJournal
-    return this.db.prepare<[number], JournalRow>(`SELECT ${rowColumns} FROM history WHERE seq = ?`).get(seq)
+    for (const table of this.heldTables()) {
+      const row = this.db.prepare<[number], JournalRow>(`SELECT ${rowColumns} FROM ${table} WHERE seq = ?`).get(seq)
+      if (row !== undefined) return row
+    }
+    return undefined
   }
 
   /**
@@ -562,21 +564,34 @@ export class Journal {
   }
 
   /**
-   * Whether the journal's rows at or below the base are the node's own, kept under a snapshot it
-   * installed (part of its history), rather than pruned ones waiting to be deleted.
+   * The tables that hold this node's rows at or below its base: the history (copied rows), and the
+   * journal's own rows kept under a snapshot it installed, unless a prune mark says the journal's
+   * rows there are pruned ones waiting to be deleted. Every history table row is at or below the base.
    */
-  private keepsRowsBelowBase(): boolean {
-    return this.mark === undefined
+  private heldTables(): Array<"history" | "journal"> {
+    return [...(this.hasHistory() ? ["history" as const] : []), ...(this.mark === undefined ? ["journal" as const] : [])]
   }
 
-  /** Up to `limit` rows at or below `toSeq` (at most the base's seq) from the history and the journal, newest first. */
-  private heldBelowBase(toSeq: number, limit: number): Array<JournalRow> {
-    const fromHistory = `SELECT ${rowColumns} FROM history WHERE seq <= @toSeq ORDER BY seq DESC LIMIT @limit`
-    const fromJournal = `SELECT ${rowColumns} FROM journal WHERE seq <= @toSeq ORDER BY seq DESC LIMIT @limit`
-    const tables = [...(this.hasHistory() ? [fromHistory] : []), ...(this.keepsRowsBelowBase() ? [fromJournal] : [])]
+  /** `select` (a query with `@` parameters, over the table it is given) over each table in `tables`, as one. */
+  private heldRows<P extends object>(tables: ReadonlyArray<string>, select: (table: string) => string, order: string, params: P): Array<JournalRow> {
     if (tables.length === 0) return []
-    const sql = tables.length === 1 ? tables[0] : `SELECT * FROM (${tables[0]}) UNION ALL SELECT * FROM (${tables[1]}) ORDER BY seq DESC LIMIT @limit`
-    return this.db.prepare<[{ toSeq: number; limit: number }], JournalRow>(sql).all({ toSeq, limit })
+    const sql = tables.length === 1 ? select(tables[0]) : `${tables.map((t) => `SELECT * FROM (${select(t)})`).join(" UNION ALL ")} ${order}`
+    return this.db.prepare<[P], JournalRow>(sql).all(params)
+  }
+
+  /**
+   * Where the history's run that reaches the base lies: the rows above `floor` in `tables`. While a
+   * gap is copied, only the copied rows above the node's own count (the gap lies between them).
+   */
+  private runToBase(): { tables: Array<"history" | "journal">; floor: number } {
+    if (this.gap === undefined) return { tables: this.heldTables(), floor: 0 }
+    return { tables: this.heldTables().filter((t) => t === "history"), floor: this.gap.seq }
+  }
+
+  /** Up to `limit` rows at or below `toSeq` (at most the base's seq) from the tables that hold them, newest first. */
+  private heldBelowBase(toSeq: number, limit: number): Array<JournalRow> {
+    const select = (t: string) => `SELECT ${rowColumns} FROM ${t} WHERE seq <= @toSeq ORDER BY seq DESC LIMIT @limit`
+    return this.heldRows(this.heldTables(), select, "ORDER BY seq DESC LIMIT @limit", { toSeq, limit })
   }
 
   /**
@@ -606,13 +621,9 @@ export class Journal {
    * while a gap is copied, the lowest copied row above the node's own; else the lowest it holds.
    */
   historyLow(): JournalRow | undefined {
-    const fromHistory = this.hasHistory()
-      ? this.db.prepare<[number], JournalRow>(`SELECT ${rowColumns} FROM history WHERE seq > ? ORDER BY seq LIMIT 1`).get(this.gap?.seq ?? 0)
-      : undefined
-    if (this.gap !== undefined || !this.keepsRowsBelowBase()) return fromHistory
-    const fromJournal = this.db.prepare<[number], JournalRow>(`SELECT ${rowColumns} FROM journal WHERE seq <= ? ORDER BY seq LIMIT 1`).get(this.base.seq)
-    if (fromHistory === undefined || fromJournal === undefined) return fromHistory ?? fromJournal
-    return fromHistory.seq < fromJournal.seq ? fromHistory : fromJournal
+    const { tables, floor } = this.runToBase()
+    const select = (t: string) => `SELECT ${rowColumns} FROM ${t} WHERE seq > @floor AND seq <= @baseSeq ORDER BY seq LIMIT 1`
+    return this.heldRows(tables, select, "ORDER BY seq LIMIT 1", { floor, baseSeq: this.base.seq })[0]
   }
 
   /**
@@ -657,14 +668,9 @@ export class Journal {
    * (see historyLow), so that a job whose first row is here has all its rows here or after the base.
    */
   historyOf(jobId: string): Array<JournalRow> {
-    if (this.gap !== undefined) {
-      return this.db.prepare<[string, number], JournalRow>(`SELECT ${rowColumns} FROM history WHERE job_id = ? AND seq > ? ORDER BY seq`).all(jobId, this.gap.seq)
-    }
-    const fromHistory = `SELECT ${rowColumns} FROM history WHERE job_id = @jobId`
-    const fromJournal = `SELECT ${rowColumns} FROM journal WHERE job_id = @jobId AND seq <= @baseSeq`
-    const tables = [...(this.hasHistory() ? [fromHistory] : []), ...(this.keepsRowsBelowBase() ? [fromJournal] : [])]
-    if (tables.length === 0) return []
-    return this.db.prepare<[{ jobId: string; baseSeq: number }], JournalRow>(`${tables.join(" UNION ALL ")} ORDER BY seq`).all({ jobId, baseSeq: this.base.seq })
+    const { tables, floor } = this.runToBase()
+    const select = (t: string) => `SELECT ${rowColumns} FROM ${t} WHERE job_id = @jobId AND seq > @floor AND seq <= @baseSeq ORDER BY seq`
+    return this.heldRows(tables, select, "ORDER BY seq", { jobId, floor, baseSeq: this.base.seq })
   }
 
   /** A journal.db opened read-only may predate the history table (a writable one is migrated). */

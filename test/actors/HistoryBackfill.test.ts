@@ -50,6 +50,20 @@ const leaderOf40 = () => {
   return { leader, inputs }
 }
 
+/** A member that applied the leader's first `count` events itself (`inputs` as leaderOf40 gives them). */
+const withOwnRows = (inputs: ReadonlyArray<JournalInput>, count: number) => {
+  const member = openJournal()
+  member.append(inputs.slice(0, count), inputs[count - 1].logIndex)
+  return member
+}
+
+/** Installs on `member` a snapshot at the leader's row `seq` (an empty state); that row. */
+const installAt = (leader: Journal, member: Journal, seq: number) => {
+  const [row] = leader.rows({ fromSeq: seq, toSeq: seq })
+  member.installBase({ seq, hash: row.hash, state: "{}" }, row.logIndex)
+  return row
+}
+
 /** Copies from `leader` until the member lacks nothing, `limit` rows a page; what each page closed. */
 const copyAll = (leader: Journal, member: Journal, limit: number) => {
   const outcomes: Array<string> = []
@@ -121,8 +135,7 @@ describe("history backfill", () => {
     const { leader, member } = setUp()
     member.addHistory(leader.page(30, 10), member.historyNeed()!)
     expect(member.historyNeed()).toMatchObject({ toSeq: 20, floor: 0 })
-    const [at36] = leader.rows({ fromSeq: 36, toSeq: 36 })
-    member.installBase({ seq: 36, hash: at36.hash, state: "{}" }, at36.logIndex)
+    const at36 = installAt(leader, member, 36)
     expect(member.historyNeed()).toEqual({ toSeq: 36, anchor: at36.hash, floor: 30 })
     expect(member.historyLow()).toBeUndefined()
     copyAll(leader, member, 4)
@@ -135,12 +148,10 @@ describe("history backfill", () => {
 
   it("a node that installs a snapshot over its own journal keeps its rows and copies only the gap up to the base", () => {
     const { leader, inputs } = leaderOf40()
-    const member = openJournal()
-    member.append(inputs.slice(0, 20), inputs[19].logIndex) // it applied 20 events, then fell behind
+    const member = withOwnRows(inputs, 20) // it applied 20 events, then fell behind
     const [at20] = leader.rows({ fromSeq: 20, toSeq: 20 })
     expect(member.journalHead()).toEqual({ seq: 20, hash: at20.hash })
-    const [at30] = leader.rows({ fromSeq: 30, toSeq: 30 })
-    member.installBase({ seq: 30, hash: at30.hash, state: "{}" }, at30.logIndex)
+    const at30 = installAt(leader, member, 30)
     expect(member.rows()).toEqual([]) // its own rows are below the base now: history, not journal
     expect(member.historyNeed()).toEqual({ toSeq: 30, anchor: at30.hash, floor: 20 })
     expect(member.historyIncomplete()).toBe(true)
@@ -169,11 +180,9 @@ describe("history backfill", () => {
   it("own rows that started at an earlier base keep their place: the gap above them first, then what lies below", () => {
     const { leader, inputs } = leaderOf40()
     const member = openJournal()
-    const [at10] = leader.rows({ fromSeq: 10, toSeq: 10 })
-    member.installBase({ seq: 10, hash: at10.hash, state: "{}" }, at10.logIndex)
+    installAt(leader, member, 10)
     member.append(inputs.slice(10, 20), inputs[19].logIndex) // joined at 10, applied 11-20 itself, copied nothing yet
-    const [at30] = leader.rows({ fromSeq: 30, toSeq: 30 })
-    member.installBase({ seq: 30, hash: at30.hash, state: "{}" }, at30.logIndex)
+    const at30 = installAt(leader, member, 30)
     expect(member.historyNeed()).toEqual({ toSeq: 30, anchor: at30.hash, floor: 20 })
     expect(copyAll(leader, member, 8)).toEqual(["stored", "joined", "stored", "stored"])
     expect(historyRows(member)).toBe(20) // 21-30 and 1-10
@@ -186,8 +195,7 @@ describe("history backfill", () => {
     const other: Array<Event> = []
     for (let id = 1; id <= 10; id++) other.push(accepted(id), done(id + 1000))
     member.append(rows(other), index)
-    const [at30] = leader.rows({ fromSeq: 30, toSeq: 30 })
-    member.installBase({ seq: 30, hash: at30.hash, state: "{}" }, at30.logIndex)
+    installAt(leader, member, 30)
     expect(member.historyNeed()?.floor).toBe(20)
     expect(copyAll(leader, member, 10)).toEqual(["own rows dropped", "stored", "stored"])
     expect(historyRows(member)).toBe(30)
@@ -198,14 +206,11 @@ describe("history backfill", () => {
   it("a page fetched for what the history lacked before a snapshot was installed is refused as stale", () => {
     // Copying the gap above its own rows when a newer snapshot comes (the gap is open: all goes).
     const { leader, inputs } = leaderOf40()
-    const member = openJournal()
-    member.append(inputs.slice(0, 20), inputs[19].logIndex)
-    const [at30] = leader.rows({ fromSeq: 30, toSeq: 30 })
-    member.installBase({ seq: 30, hash: at30.hash, state: "{}" }, at30.logIndex)
+    const member = withOwnRows(inputs, 20)
+    installAt(leader, member, 30)
     const need = member.historyNeed()!
     const inFlight = leader.page(need.toSeq, 4)
-    const [at36] = leader.rows({ fromSeq: 36, toSeq: 36 })
-    member.installBase({ seq: 36, hash: at36.hash, state: "{}" }, at36.logIndex)
+    const at36 = installAt(leader, member, 36)
     expect(member.addHistory(inFlight, need)).toBe("stale")
     expect(historyRows(member)).toBe(0)
     // Had it been stored, the copy would have gone on below it (seq 26), leaving 31-36 out.
@@ -231,15 +236,13 @@ describe("history backfill", () => {
       db.close()
     }
     // A hole at install: nothing is kept, the copy starts from the base.
-    const holed = openJournal()
-    holed.append(inputs.slice(0, 20), inputs[19].logIndex)
+    const holed = withOwnRows(inputs, 20)
     punch(holed, 7)
     holed.installBase({ seq: 30, hash: at30.hash, state: "{}" }, at30.logIndex)
     expect(holed.historyNeed()).toEqual({ toSeq: 30, anchor: at30.hash, floor: 0 })
     expect(holed.page(20, 5)).toEqual([])
     // A hole that appears while the gap is copied: found when the gap closes.
-    const member = openJournal()
-    member.append(inputs.slice(0, 20), inputs[19].logIndex)
+    const member = withOwnRows(inputs, 20)
     member.installBase({ seq: 30, hash: at30.hash, state: "{}" }, at30.logIndex)
     punch(member, 7)
     expect(copyAll(leader, member, 10)).toEqual(["own rows dropped", "stored", "stored"])
@@ -260,19 +263,15 @@ describe("history backfill", () => {
 
   it("a snapshot installed while a gap is open, or over rows that are not the base's, drops what the node held", () => {
     const { leader, inputs } = leaderOf40()
-    const member = openJournal()
-    member.append(inputs.slice(0, 20), inputs[19].logIndex)
-    const [at30] = leader.rows({ fromSeq: 30, toSeq: 30 })
-    member.installBase({ seq: 30, hash: at30.hash, state: "{}" }, at30.logIndex)
+    const member = withOwnRows(inputs, 20)
+    installAt(leader, member, 30)
     member.addHistory(leader.page(30, 4), member.historyNeed()!)
-    const [at36] = leader.rows({ fromSeq: 36, toSeq: 36 })
-    member.installBase({ seq: 36, hash: at36.hash, state: "{}" }, at36.logIndex)
+    const at36 = installAt(leader, member, 36)
     expect(member.historyNeed()).toEqual({ toSeq: 36, anchor: at36.hash, floor: 0 })
     expect(member.page(20, 5)).toEqual([])
     expect(historyRows(member)).toBe(0)
     // A base at its own head's seq with another hash: its rows are not that chain.
-    const diverged = openJournal()
-    diverged.append(inputs.slice(0, 20), inputs[19].logIndex)
+    const diverged = withOwnRows(inputs, 20)
     diverged.installBase({ seq: 20, hash: "f".repeat(64), state: "{}" }, inputs[19].logIndex)
     expect(diverged.page(20, 5)).toEqual([])
     expect(diverged.historyNeed()).toEqual({ toSeq: 20, anchor: "f".repeat(64), floor: 0 })
