@@ -531,8 +531,13 @@ export class Journal {
     }
   }
 
-  /** Deletes up to `limit` of the oldest pruned rows (at or below the base); returns how many. */
+  /**
+   * Deletes up to `limit` of the oldest pruned rows (at or below the base); returns how many. Only
+   * under a prune mark: without one, the journal's rows below the base are the node's own, kept
+   * under a snapshot it installed (its history), not pruned ones.
+   */
   deletePruned(limit: number): number {
+    if (this.mark === undefined) return 0
     try {
       return this.db.prepare<[number, number]>("DELETE FROM journal WHERE seq <= ? AND seq < (SELECT min(seq) FROM journal) + ?").run(this.base.seq, limit).changes
     } catch (error) {

@@ -7,6 +7,7 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import { Duration, Effect } from "effect"
 import { checkPage, copyOnce } from "../../src/actors/HistoryBackfill.js"
+import { JournalPruner } from "../../src/actors/JournalPruner.js"
 import type { RaftNodeApi } from "../../src/actors/RaftNode.js"
 import type { RaftStatus } from "../../src/domain/raft/ready.js"
 import { type ClusterState, emptyState, toJson } from "../../src/domain/state.js"
@@ -175,6 +176,25 @@ describe("history backfill", () => {
     expect(reopened.page(30, 100)).toEqual(leader.page(30, 100))
     reopened.append(inputs.slice(30, 32), inputs[31].logIndex)
     expect(reopened.rows()).toEqual(leader.rows({ fromSeq: 31, toSeq: 32 }))
+  })
+
+  it("own rows kept under a snapshot survive a restart: the pruner deletes only rows a prune mark says it pruned", () => {
+    const { leader, inputs } = leaderOf40()
+    const member = withOwnRows(inputs, 20)
+    installAt(leader, member, 30)
+    const restart = (journal: Journal) => {
+      journal.close()
+      const reopened = Journal.open(files.get(member)!)
+      // As StateMachine starts it after a restart: with pruned rows possibly left to delete.
+      new JournalPruner(reopened, { decode: () => emptyState, encode: () => "" }).step(0, 1)
+      return reopened
+    }
+    const gapOpen = restart(member)
+    expect(gapOpen.page(20, 100)).toEqual(leader.page(20, 100)) // its own rows, still there
+    expect(copyAll(leader, gapOpen, 100)).toEqual(["joined"])
+    const joined = restart(gapOpen)
+    expect(joined.historyNeed()).toBeUndefined()
+    expect(joined.page(30, 100)).toEqual(leader.page(30, 100))
   })
 
   it("own rows that started at an earlier base keep their place: the gap above them first, then what lies below", () => {
