@@ -161,6 +161,10 @@ export const layer = (journal: Journal): Layer.Layer<never, never, RaftNode | Ht
       const client = yield* HttpClient.HttpClient
       const seen = new Map<string, string>()
       const record: RecordLookup = { checkedHead: undefined }
+      const repair = journal.historyRepair
+      if (repair !== undefined) {
+        yield* Effect.logWarning(`history: a hole below seq ${repair.below} found at start; its ${repair.dropped} rows below it dropped, copying them again`)
+      }
       yield* copyOnce(node, journal, client, seen, record).pipe(
         Effect.flatMap(Effect.sleep),
         Effect.forever,

@@ -154,6 +154,12 @@ export interface HistoryNeed {
  */
 export type HistoryAdded = "stored" | "joined" | "own rows dropped" | "stale"
 
+/** What opening a journal dropped: `dropped` rows of the history below seq `below`, a hole under them. */
+export interface HistoryRepair {
+  readonly below: number
+  readonly dropped: number
+}
+
 /** What the journal's fold starts from: empty, or a snapshot installed from the leader. */
 export interface JournalBase {
   readonly seq: number
@@ -252,6 +258,11 @@ export class Journal {
   /** The node's own newest row below the base while the gap above it is copied (history_gap). */
   private gap: JournalHead | undefined
   private historyTable: boolean | undefined
+  /**
+   * Set when opening found a hole in the history's run that reaches the base and dropped the rows
+   * below it, which the members then copy again (see dropBelowHole); logged by HistoryBackfill.
+   */
+  readonly historyRepair: HistoryRepair | undefined
 
   static open(path: string, retention: JournalRetention = keepEverything): Journal {
     try {
@@ -308,6 +319,7 @@ export class Journal {
     this.putImage = db.prepare("INSERT INTO sm_base (id, state) VALUES (0,?) ON CONFLICT(id) DO UPDATE SET state=excluded.state")
     this.putApplied = db.prepare("UPDATE sm_state SET applied_index = ? WHERE id = 0")
     if (!row.stored) this.putBase(0, { seq: 0, hash: genesisHash, state: null })
+    this.historyRepair = this.dropBelowHole()
     this.appendTx = db.transaction((rows: ReadonlyArray<JournalInput>, applied: number) => {
       for (const r of rows) this.appendRow(r)
       this.putApplied.run(applied)
@@ -482,16 +494,55 @@ export class Journal {
   }
 
   /**
-   * Whether the rows this node holds at or below `top` (journal and history) run from the lowest
-   * of them to `top` without a hole: what keeping them, and closing a gap onto them, rests on. A
-   * count over the rows, at an install or a gap's close, not per page.
+   * Whether the rows this node holds above `floor` and at or below `top` (in `tables`: by default
+   * journal and history) run from the lowest of them to `top` without a hole: what keeping them,
+   * closing a gap onto them, and trusting a history at open rest on. A count over the rows, at an
+   * install, a gap's close or an open, not per page.
    */
-  private heldRunIsWhole(top: number): boolean {
-    const counts = this.heldTables().map((table) =>
-      this.db.prepare<[number], { n: number; low: number | null }>(`SELECT count(*) AS n, min(seq) AS low FROM ${table} WHERE seq <= ?`).get(top)!
+  private heldRunIsWhole(top: number, tables: ReadonlyArray<string> = this.heldTables(), floor = 0): boolean {
+    const counts = tables.map((table) =>
+      this.db
+        .prepare<[number, number], { n: number; low: number | null; high: number | null }>(
+          `SELECT count(*) AS n, min(seq) AS low, max(seq) AS high FROM ${table} WHERE seq > ? AND seq <= ?`
+        )
+        .get(floor, top)!
     )
+    const n = counts.reduce((sum, t) => sum + t.n, 0)
     const low = Math.min(...counts.map((t) => t.low ?? Number.POSITIVE_INFINITY))
-    return counts.reduce((n, t) => n + t.n, 0) === top - low + 1
+    const high = Math.max(...counts.map((t) => t.high ?? 0))
+    return high === top && n === top - low + 1
+  }
+
+  /**
+   * At open: the history's run that reaches the base (see runToBase) must run without a hole,
+   * since the copy only ever extends it downwards and counts it complete once it reaches seq 1.
+   * Versions before 731ec81 could store a page fetched before a snapshot install after it (a run
+   * cut off from the base), and before e81ee89 a restart deleted the own rows a node kept under
+   * a snapshot; either left a hole that nothing would fill. Rows below the highest hole are
+   * dropped, so the copy fills from there down. A count over an index when there is none.
+   */
+  private dropBelowHole(): HistoryRepair | undefined {
+    if (this.base.seq === 0 || !keepsEverything(this.retention) || this.mark !== undefined) return undefined
+    const { tables, floor } = this.runToBase()
+    if (tables.length === 0 || this.heldRunIsWhole(this.base.seq, tables, floor)) return undefined
+    const seqs = tables.map((t) => `SELECT seq FROM ${t} WHERE seq > @floor AND seq <= @top`).join(" UNION ALL ")
+    // The lowest row of the top run: the highest row whose predecessor is missing, or none when
+    // even the base's row is (then the whole run goes).
+    const top = this.db
+      .prepare<[{ floor: number; top: number }], { seq: number; high: number }>(
+        `SELECT seq, (SELECT max(seq) FROM (${seqs})) AS high FROM (SELECT seq, lag(seq) OVER (ORDER BY seq) AS prev FROM (${seqs})) WHERE prev IS NULL OR prev <> seq - 1 ORDER BY seq DESC LIMIT 1`
+      )
+      .get({ floor, top: this.base.seq })
+    if (top === undefined) return undefined // nothing held there yet
+    const below = top.high !== this.base.seq ? this.base.seq + 1 : top.seq
+    try {
+      const dropped = this.db.transaction(() =>
+        tables.reduce((n, t) => n + this.db.prepare<[number, number]>(`DELETE FROM ${t} WHERE seq > ? AND seq < ?`).run(floor, below).changes, 0)
+      ).immediate()
+      return { below, dropped }
+    } catch (error) {
+      throw toPersistenceError("journal history", error)
+    }
   }
 
   /** The row at `seq` from whichever table holds it (see heldTables). */

@@ -197,6 +197,54 @@ describe("history backfill", () => {
     expect(joined.page(30, 100)).toEqual(leader.page(30, 100))
   })
 
+  it("a history with a hole, as older versions could leave, is cut at the hole when opened and copied again from there", () => {
+    /** Deletes rows of `table` in `from..to` behind the journal's back (an older version's leftovers), then reopens it. */
+    const holed = (journal: Journal, table: string, from: number, to: number) => {
+      const file = files.get(journal)!
+      journal.close()
+      const db = new Database(file)
+      db.prepare(`DELETE FROM ${table} WHERE seq >= ? AND seq <= ?`).run(from, to)
+      db.close()
+      const reopened = Journal.open(file)
+      files.set(reopened, file)
+      return reopened
+    }
+    // A copied history 11-30 with a hole at 21-22: rows 11-20 would count as history forever.
+    const copied = setUp()
+    copyAll(copied.leader, copied.member, 10)
+    const cut = holed(copied.member, "history", 21, 22)
+    expect(cut.historyRepair).toEqual({ below: 23, dropped: 20 }) // 1-20
+    expect(cut.historyNeed()?.toSeq).toBe(22)
+    expect(copyAll(copied.leader, cut, 100)).toEqual(["stored"])
+    expect(cut.page(30, 100)).toEqual(copied.leader.page(30, 100))
+    expect(Journal.open(files.get(cut)!).historyRepair).toBeUndefined() // whole now
+    // Own rows kept under a snapshot with a hole, and a history without the base's own row.
+    const { leader, inputs } = leaderOf40()
+    const own = withOwnRows(inputs, 30)
+    installAt(leader, own, 30)
+    const ownCut = holed(own, "journal", 12, 12)
+    expect(ownCut.historyRepair).toEqual({ below: 13, dropped: 11 })
+    expect(copyAll(leader, ownCut, 100)).toEqual(["stored"])
+    expect(ownCut.page(30, 100)).toEqual(leader.page(30, 100))
+    const topless = holed(ownCut, "journal", 30, 30)
+    expect(topless.historyRepair).toEqual({ below: 31, dropped: 29 }) // all of 1-29: the run does not reach the base
+    expect(copyAll(leader, topless, 100)).toEqual(["stored"])
+    expect(topless.page(30, 100)).toEqual(leader.page(30, 100))
+    // While a gap is open, only the copied run above it is checked (own rows: when it closes).
+    const gapped = withOwnRows(inputs, 10)
+    installAt(leader, gapped, 30)
+    for (const toSeq of [30, 25]) {
+      const need = gapped.historyNeed()!
+      expect(gapped.addHistory(leader.page(toSeq, 5), need)).toBe("stored") // 30-26, 25-21
+    }
+    const gapCut = holed(gapped, "history", 25, 25)
+    expect(gapCut.historyRepair).toEqual({ below: 26, dropped: 4 }) // 21-24; own rows 1-10 stay
+    expect(gapCut.historyNeed()).toMatchObject({ toSeq: 25, floor: 10 })
+    expect(copyAll(leader, gapCut, 100)).toEqual(["joined"])
+    expect(historyRows(gapCut)).toBe(20)
+    expect(gapCut.page(30, 100)).toEqual(leader.page(30, 100))
+  })
+
   it("own rows that started at an earlier base keep their place: the gap above them first, then what lies below", () => {
     const { leader, inputs } = leaderOf40()
     const member = openJournal()
