@@ -333,7 +333,11 @@ describe("cluster_mgr processes", () => {
     h.restart(follower)
     await waitUp(follower)
     await waitFor(`the follower to apply up to ${leaderNow.commit_index}`, async () => (await status(follower.http)).applied_index >= leaderNow.commit_index, 20_000)
-    const db = new Database(path.join(follower.spec.dataDir, "journal.db"), { readonly: true, fileMustExist: true, timeout: 2000 })
+    const journalDb = () => new Database(path.join(follower.spec.dataDir, "journal.db"), { readonly: true, fileMustExist: true, timeout: 2000 })
+    const ownRows = (db: Database.Database, base: number) =>
+      db.prepare<[], { n: number; low: number; high: number }>(`SELECT count(*) AS n, min(seq) AS low, max(seq) AS high FROM journal WHERE seq <= ${base}`).get()!
+    let kept: { base: number; own: { n: number; low: number; high: number } } | undefined
+    const db = journalDb()
     try {
       const one = <A>(sql: string) => db.prepare<[], A>(sql).get()!
       const { base } = one<{ base: number }>("SELECT base_seq AS base FROM sm_state")
@@ -345,14 +349,28 @@ describe("cluster_mgr processes", () => {
         20_000
       )
       // Its own rows, 1..kept, are still in its journal table below the base; only kept+1..base came from the leader.
-      const own = one<{ n: number; low: number; high: number }>(`SELECT count(*) AS n, min(seq) AS low, max(seq) AS high FROM journal WHERE seq <= ${base}`)
+      const own = ownRows(db, base)
       const copied = one<{ n: number; low: number; high: number }>("SELECT count(*) AS n, min(seq) AS low, max(seq) AS high FROM history")
       expect(own.n, "the follower installed a snapshot over rows of its own").toBeGreaterThan(0)
       expect(own).toEqual({ n: own.high, low: 1, high: own.high })
       expect(copied).toEqual({ n: base - own.high, low: own.high + 1, high: base })
       expect(copied.n).toBeLessThan(base)
+      kept = { base, own }
     } finally {
       db.close()
+    }
+    // Restarted again, it keeps them: its pruner deletes only rows a prune mark says it pruned.
+    await h.kill9AndWait(follower)
+    h.restart(follower)
+    await waitUp(follower)
+    await runJobs(view.leader, 8) // applies, after each of which its pruner steps
+    const leaderLater = await status(view.leader.http)
+    await waitFor("the restarted follower to catch up", async () => (await status(follower.http)).applied_index >= leaderLater.commit_index, 20_000)
+    const again = journalDb()
+    try {
+      expect(ownRows(again, kept!.base)).toEqual(kept!.own)
+    } finally {
+      again.close()
     }
     // What it serves below its base is the leader's chain.
     const leaderPage = await request("GET", view.leader.http, "/journal/page?to=100&limit=100")
