@@ -334,7 +334,7 @@ describe("cluster_mgr processes", () => {
     await waitUp(follower)
     await waitFor(`the follower to apply up to ${leaderNow.commit_index}`, async () => (await status(follower.http)).applied_index >= leaderNow.commit_index, 20_000)
     const journalDb = () => new Database(path.join(follower.spec.dataDir, "journal.db"), { readonly: true, fileMustExist: true, timeout: 2000 })
-    const ownRows = (db: Database.Database, base: number) =>
+    const ownRows = (db: ReturnType<typeof journalDb>, base: number) =>
       db.prepare<[], { n: number; low: number; high: number }>(`SELECT count(*) AS n, min(seq) AS low, max(seq) AS high FROM journal WHERE seq <= ${base}`).get()!
     let kept: { base: number; own: { n: number; low: number; high: number } } | undefined
     const db = journalDb()
