@@ -150,6 +150,7 @@ export const nodeLayer = (config: Config, options: NodeLayerOptions = {}) =>
       const transport = TcpTransport.layer({
         group: config.raft_group_id,
         self,
+        http: httpAddress(config),
         listen: { host: config.local_ip, port: config.brpc_raft_port },
         faultInjection: config.raft_fault_injection
       }).pipe(Layer.mapError((e) => new StartupError({ message: `brpc_raft_port ${config.brpc_raft_port}: ${e.message}` })))

@@ -5,6 +5,7 @@ import type { RaftStatus } from "../domain/raft/ready.js"
 import type { ClusterState } from "../domain/state.js"
 import { metrics } from "./metrics.js"
 import { RaftNode, type RaftNodeApi } from "./RaftNode.js"
+import { Transport } from "./Transport.js"
 
 /** Where a node serves its journal a page at a time, newest first (GET ?to=SEQ&limit=N). */
 export const historyPath = "/journal/page"
@@ -79,17 +80,24 @@ export interface RecordLookup {
 
 /**
  * The addresses to ask, in order: the leader this node follows, then every other member whose
- * address it has seen lead (still a voter or learner). A leader that joined by snapshot and took
- * over before its copy was done thus asks the members that led before it.
+ * address it has seen lead, then those the members announced when they connected (each still a
+ * voter or learner). A leader that joined by snapshot and took over before its copy was done thus
+ * asks the members that led before it, and the others.
  */
-export const sourcesFor = (self: string, status: RaftStatus, state: ClusterState, seen: ReadonlyMap<string, string>): Array<string> => {
+export const sourcesFor = (
+  self: string,
+  status: RaftStatus,
+  state: ClusterState,
+  seen: ReadonlyMap<string, string>,
+  announced: ReadonlyMap<string, string> = new Map()
+): Array<string> => {
   // The members as the Raft core knows them: the state's voters come only from membership
   // changes (MembershipChanged), so a group that never changed its members has none there, and
   // a leader that joined by snapshot found no one to ask (chaos seed 1327504).
   const members = new Set([...status.voters, ...status.outgoing, ...status.learners])
   const following = status.role !== "leader" && status.leader !== null && state.leader === status.leader && state.leaderHttp
   const first = following ? [state.leaderHttp!] : []
-  const others = [...seen].filter(([id]) => id !== self && members.has(id)).map(([, http]) => http)
+  const others = [...seen, ...announced].filter(([id]) => id !== self && members.has(id)).map(([, http]) => http)
   return [...new Set([...first, ...others])]
 }
 
@@ -130,7 +138,8 @@ export const copyOnce = (
   journal: Journal,
   client: HttpClient.HttpClient,
   seen: Map<string, string>,
-  record: RecordLookup = { checkedHead: undefined }
+  record: RecordLookup = { checkedHead: undefined },
+  announced: () => ReadonlyMap<string, string> = () => new Map()
 ) =>
   Effect.gen(function* () {
     const state = yield* node.localState
@@ -139,14 +148,14 @@ export const copyOnce = (
     yield* Metric.set(metrics.historyMissing, need?.toSeq ?? 0)
     if (need === undefined) return idlePause
     const status = yield* node.status
-    let sources = sourcesFor(node.id, status, state, seen)
+    let sources = sourcesFor(node.id, status, state, seen, announced())
     const head = journal.journalHead().seq
     if (sources.length === 0 && record.checkedHead !== head) {
       record.checkedHead = head
       for (const [leader, http] of yield* Effect.try(() => leadersOnRecord(journal))) {
         if (leader !== node.id && !seen.has(leader)) seen.set(leader, http)
       }
-      sources = sourcesFor(node.id, status, state, seen)
+      sources = sourcesFor(node.id, status, state, seen, announced())
     }
     for (const http of sources) {
       if (yield* fetchPage(client, journal, http, need)) return busyPause
@@ -154,10 +163,11 @@ export const copyOnce = (
     return idlePause
   }).pipe(Effect.catchAll((e) => Effect.logDebug("history backfill: no page this time", e).pipe(Effect.as(idlePause))))
 
-export const layer = (journal: Journal): Layer.Layer<never, never, RaftNode | HttpClient.HttpClient> =>
+export const layer = (journal: Journal): Layer.Layer<never, never, RaftNode | Transport | HttpClient.HttpClient> =>
   Layer.scopedDiscard(
     Effect.gen(function* () {
       const node = yield* RaftNode
+      const transport = yield* Transport
       const client = yield* HttpClient.HttpClient
       const seen = new Map<string, string>()
       const record: RecordLookup = { checkedHead: undefined }
@@ -165,7 +175,7 @@ export const layer = (journal: Journal): Layer.Layer<never, never, RaftNode | Ht
       if (repair !== undefined) {
         yield* Effect.logWarning(`history: a hole below seq ${repair.below} found at start; its ${repair.dropped} rows below it dropped, copying them again`)
       }
-      yield* copyOnce(node, journal, client, seen, record).pipe(
+      yield* copyOnce(node, journal, client, seen, record, transport.peerHttp).pipe(
         Effect.flatMap(Effect.sleep),
         Effect.forever,
         Effect.annotateLogs({ role: "history" }),

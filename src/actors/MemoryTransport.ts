@@ -98,7 +98,9 @@ const layer = (
         send,
         sendNow: send,
         inbound: delivery.inbound,
-        deliverTo: delivery.deliverTo
+        deliverTo: delivery.deliverTo,
+        // In-process members have no HTTP API of their own to announce.
+        peerHttp: () => noAddresses
       }
     })
   )
@@ -118,5 +120,7 @@ const withoutPeer = (set: ReadonlySet<string>, peer: string): ReadonlySet<string
   next.delete(peer)
   return next
 }
+
+const noAddresses: ReadonlyMap<string, string> = new Map()
 
 export const MemoryTransport = { layer }

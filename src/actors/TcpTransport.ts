@@ -32,6 +32,8 @@ export interface TcpTransportOptions {
   readonly group: string
   /** This node's raft address, "ip:port": its name in messages and in handshakes. */
   readonly self: string
+  /** This node's HTTP API address, "ip:port", announced in its handshakes (Transport.peerHttp). */
+  readonly http?: string
   readonly listen: { readonly host: string; readonly port: number }
   /** Enables TransportControl; off in production. */
   readonly faultInjection?: boolean
@@ -81,6 +83,7 @@ const refusedRememberedMax = 1024
 interface Settings {
   readonly group: string
   readonly self: string
+  readonly http: string | undefined
   readonly listen: Address
   readonly codec: Codec
   readonly peerQueueCapacityMax: number
@@ -92,6 +95,7 @@ interface Settings {
 const settingsOf = (options: TcpTransportOptions): Settings => ({
   group: options.group,
   self: options.self,
+  http: options.http,
   listen: options.listen,
   codec: options.codec ?? jsonCodec,
   peerQueueCapacityMax: options.peerQueueCapacityMax ?? 1024,
@@ -107,6 +111,8 @@ interface Env {
   readonly faults: Ref.Ref<Faults> | undefined
   /** Nodes of other groups already refused, so each is warned about once, not per retry. */
   readonly refused: Ref.Ref<ReadonlySet<string>>
+  /** The HTTP addresses peers of this group announced in their handshakes (Transport.peerHttp). */
+  readonly announced: Map<string, string>
   /** Forks into the transport's scope, so closing the layer stops every connection. */
   readonly fork: (effect: Effect.Effect<void>) => void
 }
@@ -132,14 +138,15 @@ const make = (options: TcpTransportOptions) =>
     // acquire; connection fibers must stay interruptible so closing the layer stops them.
     const fork = (effect: Effect.Effect<void>) => void run(Effect.interruptible(effect))
     const refused = yield* Ref.make<ReadonlySet<string>>(new Set())
-    const env: Env = { settings, delivery, faults, refused, fork }
+    const env: Env = { settings, delivery, faults, refused, announced: new Map(), fork }
     yield* listen(settings.listen, (socket) => env.fork(serve(env, socket))).pipe(
       Effect.mapError((error) => new TransportListenError({ ...settings.listen, reason: error.reason }))
     )
     yield* Effect.logDebug(`listening on ${settings.listen.host}:${settings.listen.port}`)
     const sendNow = yield* makeSend(env)
     const send = (messages: ReadonlyArray<Message>) => Effect.suspend(() => sendNow(messages) ?? Effect.void)
-    return Context.make(Transport, { send, sendNow, inbound: delivery.inbound, deliverTo: delivery.deliverTo }).pipe(
+    const peerHttp = () => env.announced
+    return Context.make(Transport, { send, sendNow, inbound: delivery.inbound, deliverTo: delivery.deliverTo, peerHttp }).pipe(
       Context.add(TransportControl, makeControl(faults))
     )
   }).pipe(Effect.annotateLogs({ node: options.self, component: "transport" }))
@@ -286,7 +293,7 @@ const framed = (payload: Buffer): Array<Buffer> => [frameHeader(payload.length),
 
 /** The handshake, then every queued message, batch after batch, until writing fails. */
 const converse = (env: Env, socket: net.Socket, link: Link) => {
-  const { codec, frameBytesMax, group, self } = env.settings
+  const { codec, frameBytesMax, group, http, self } = env.settings
   const pump = Effect.map(link.queue.takeAll, ([batch]) => {
     link.holding = true
     return batch
@@ -308,7 +315,7 @@ const converse = (env: Env, socket: net.Socket, link: Link) => {
   const down = Effect.sync(() => {
     if (link.socket === socket) link.socket = undefined
   })
-  return writeAll(socket, framed(encodeHello(codec, { group, from: self }))).pipe(
+  return writeAll(socket, framed(encodeHello(codec, http === undefined ? { group, from: self } : { group, from: self, http }))).pipe(
     Effect.zipRight(up),
     Effect.zipRight(Effect.forever(pump)),
     Effect.ensuring(down)
@@ -354,6 +361,7 @@ const serve = (env: Env, socket: net.Socket) =>
     const [first, ...rest] = yield* next
     const hello = yield* decodeHello(env.settings.codec, first)
     if (hello.group !== env.settings.group) return yield* refuse(env, hello)
+    if (hello.http !== undefined && hello.from !== env.settings.self) env.announced.set(hello.from, hello.http)
     yield* deliver(env, hello.from, rest)
     if (env.faults === undefined) return yield* deliverAsRead(env, hello.from, socket, decoder)
     return yield* Effect.forever(Effect.flatMap(next, (frames) => deliver(env, hello.from, frames)))

@@ -29,6 +29,12 @@ export class Transport extends Context.Tag("cluster_mgr/Transport")<
     readonly inbound: Stream.Stream<Inbound>
     /** Delivers to `sink` while the scope is open, starting with whatever waited in `inbound`. */
     readonly deliverTo: (sink: (inbound: Inbound) => void) => Effect.Effect<void, never, Scope.Scope>
+    /**
+     * The HTTP API addresses members announced when they connected (raft address to "host:port"),
+     * the latest of each: how a member reaches another's HTTP without having seen it lead.
+     * Unchecked claims: what is fetched there is checked (HistoryBackfill checks every page).
+     */
+    readonly peerHttp: () => ReadonlyMap<string, string>
   }
 >() {}
 

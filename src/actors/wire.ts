@@ -23,8 +23,10 @@ export const jsonCodec: Codec = {
 /**
  * The first frame on every connection: which group the connecting node belongs to and who it
  * is. A node closes connections from another group so two clusters sharing hosts never mix.
+ * `http`, its HTTP API's address, lets the members reach each other's HTTP (history pages)
+ * without having seen each other lead; optional, so nodes without it still connect.
  */
-export const Hello = Schema.Struct({ group: Schema.String, from: Schema.String })
+export const Hello = Schema.Struct({ group: Schema.String, from: Schema.String, http: Schema.optional(Schema.String) })
 export type Hello = typeof Hello.Type
 
 /** A frame that does not decode to what the protocol expects at that point. */

@@ -372,10 +372,16 @@ describe("history backfill", () => {
       expect(new Set(asked)).toEqual(new Set(["n1-http:1"]))
       expect(member.historyOf("3")).toEqual(leader.rows({ jobId: "3" }))
       // A leader with no other leader on record (none seen, none in its journal or its base's
-      // image) has no one to ask.
-      const fresh = setUp().member
-      expect(Duration.toMillis(yield* copyOnce(node, fresh, client, new Map()))).toBeGreaterThanOrEqual(1000)
+      // image) asks the members whose connections announced their HTTP address, members only.
+      const { leader: other, member: fresh } = setUp()
+      const members3 = servingPeers(new Map([["n3-http:3", other], ["n9-http:9", other]]), asked)
+      expect(Duration.toMillis(yield* copyOnce(node, fresh, members3, new Map()))).toBeGreaterThanOrEqual(1000)
       expect(fresh.historyLow()).toBeUndefined()
+      asked.length = 0
+      const announced = new Map([["n9", "n9-http:9"], ["n3", "n3-http:3"]]) // n9 is no member
+      for (let i = 0; i < 5 && fresh.historyNeed() !== undefined; i++) yield* copyOnce(node, fresh, members3, new Map(), undefined, () => announced)
+      expect(fresh.historyNeed()).toBeUndefined()
+      expect(new Set(asked)).toEqual(new Set(["n3-http:3"]))
     }))
 
   it.effect("a member that restarts and leads at once asks the leaders on its record: its journal's LeaderElected events, its base's image", () =>

@@ -46,6 +46,22 @@ describe(`TcpTransport: delivery${mode}`, () => {
       expect(yield* takeMessages(a.transport, 1)).toEqual([heartbeat(b.address, a.address, 2)])
     }))
 
+  it.scopedLive("a member's handshake announces its HTTP address; another group's and a nameless one's do not count", () =>
+    Effect.gen(function*() {
+      const a = yield* node({ http: "127.0.0.1:18000" })
+      const b = yield* node({ http: "127.0.0.1:18010" })
+      const silent = yield* node()
+      yield* a.transport.send([heartbeat(a.address, b.address, 1)])
+      yield* silent.transport.send([heartbeat(silent.address, b.address, 1)])
+      expect(yield* takeMessages(b.transport, 2)).toHaveLength(2)
+      expect([...b.transport.peerHttp()]).toEqual([[a.address, "127.0.0.1:18000"]])
+      const socket = yield* rawConnect(b.port)
+      socket.write(rawFrame(JSON.stringify({ group: "g2", from: "10.0.0.9:1", http: "10.0.0.9:2" })))
+      yield* closedBy(socket, 2000)
+      expect([...b.transport.peerHttp()]).toEqual([[a.address, "127.0.0.1:18000"]])
+      expect(a.transport.peerHttp().size).toBe(0) // b has sent it nothing: no connection of b's yet
+    }))
+
   it.scopedLive("an attached sink gets what waited, then what arrives, in order", () =>
     Effect.gen(function*() {
       const a = yield* node()
