@@ -5,6 +5,7 @@ import { NodeHttpAddress } from "../actors/JobScheduler.js"
 import { labelled, metrics } from "../actors/metrics.js"
 import type { AppliedEntry } from "../actors/StateMachine.js"
 import { type RaftError, RaftNode, type RaftNodeApi } from "../actors/RaftNode.js"
+import { Transport } from "../actors/Transport.js"
 import { type Command, decodeCommand } from "../domain/emit/commands.js"
 import type { StateCommand } from "../domain/jobs.js"
 import { decodeEmitBody, type EmitRequest } from "../domain/emit/envelope.js"
@@ -22,7 +23,13 @@ const leaderWaitMs = 1500
 const operationTimeout = Duration.seconds(10)
 
 /** The cluster_mgr status object, as get_cluster_mgr_status and GET /status return it. */
-export const statusObject = (s: RaftStatus, self: string, http: string, state: ClusterState) => ({
+export const statusObject = (
+  s: RaftStatus,
+  self: string,
+  http: string,
+  state: ClusterState,
+  peerHttp: ReadonlyMap<string, string> = new Map()
+) => ({
   node: self,
   http,
   role: s.voters.includes(self) || s.outgoing.includes(self) ? s.role : "learner",
@@ -34,7 +41,7 @@ export const statusObject = (s: RaftStatus, self: string, http: string, state: C
   voters: s.voters,
   learners: [...s.learners, ...s.catchingUp],
   joint: s.joint,
-  peers: s.peers.map((p) => ({ peer: p.peer, match_index: p.matchIndex, last_contact_ms: p.ticksSinceContact }))
+  peers: s.peers.map((p) => ({ peer: p.peer, http: peerHttp.get(p.peer) ?? null, match_index: p.matchIndex, last_contact_ms: p.ticksSinceContact }))
 })
 
 const fromRaftError = (e: RaftError): EmitError => {
@@ -77,12 +84,15 @@ export const makeEmit = Effect.gen(function* () {
   const node = yield* RaftNode
   const http = yield* NodeHttpAddress
   const client = yield* HttpClient.HttpClient
+  // Optional, so that an embedder's router without a transport of its own still builds.
+  const transport = yield* Effect.serviceOption(Transport)
+  const peerHttp = Option.match(transport, { onNone: () => () => undefined, onSome: (t) => t.peerHttp })
   const runCallback = Runtime.runCallback(yield* Effect.runtime<never>())
 
   const localStatus = Effect.gen(function* () {
     const s = yield* node.status
     const state = yield* node.localState
-    return statusObject(s, node.id, http, state)
+    return statusObject(s, node.id, http, state, peerHttp())
   })
 
   const asLeader = (request: EmitRequest, command: Command): Effect.Effect<EmitReply, EmitError> => {

@@ -125,6 +125,12 @@ describe("cluster_mgr processes", () => {
       joint: false
     })
     expect(sorted(a.voters)).toEqual(members)
+    // The leader lists its followers with the HTTP address each announced when it connected.
+    const followersHttp = others(nodes, view.leader).map((n) => ({ peer: n.raft, http: n.http }))
+    await waitFor("the leader to list its followers' HTTP addresses", async () => {
+      const peers = (await status(view.leader.http)).peers.map((p) => ({ peer: p.peer, http: p.http }))
+      return JSON.stringify(peers.sort((x, y) => x.peer.localeCompare(y.peer))) === JSON.stringify(followersHttp.sort((x, y) => x.peer.localeCompare(y.peer)))
+    }, 5000)
 
     // Each node's first log line says which V8 flags it set for itself (src/heapTuning.ts).
     const expected = [`--heap-growing-percent=${heapGrowingPercent}`, ...(os.availableParallelism() <= serialScavengeUpToCores ? ["--no-parallel-scavenge"] : [])]

@@ -336,7 +336,7 @@ export interface NodeStatus {
   readonly voters: Array<string>
   readonly learners: Array<string>
   readonly joint: boolean
-  readonly peers: Array<{ peer: string; match_index: number; last_contact_ms: number }>
+  readonly peers: Array<{ peer: string; http: string | null; match_index: number; last_contact_ms: number }>
 }
 
 export const status = async (address: string, timeoutMs = 3000): Promise<NodeStatus> => {
