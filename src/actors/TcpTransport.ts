@@ -80,6 +80,16 @@ const healthyConnectionMs = 1000
 /** Bounds the memory a stream of bogus handshakes can make the refusal log take. */
 const refusedRememberedMax = 1024
 
+/** Bounds the HTTP addresses kept from handshakes: a group has a handful of members, not this many. */
+const announcedRememberedMax = 256
+
+/** Keeps `from`'s announced address as the newest, forgetting the oldest beyond the bound. */
+export const rememberAnnounced = (announced: Map<string, string>, from: string, http: string): void => {
+  announced.delete(from)
+  if (announced.size >= announcedRememberedMax) announced.delete(announced.keys().next().value!)
+  announced.set(from, http)
+}
+
 interface Settings {
   readonly group: string
   readonly self: string
@@ -361,7 +371,7 @@ const serve = (env: Env, socket: net.Socket) =>
     const [first, ...rest] = yield* next
     const hello = yield* decodeHello(env.settings.codec, first)
     if (hello.group !== env.settings.group) return yield* refuse(env, hello)
-    if (hello.http !== undefined && hello.from !== env.settings.self) env.announced.set(hello.from, hello.http)
+    if (hello.http !== undefined && hello.from !== env.settings.self) rememberAnnounced(env.announced, hello.from, hello.http)
     yield* deliver(env, hello.from, rest)
     if (env.faults === undefined) return yield* deliverAsRead(env, hello.from, socket, decoder)
     return yield* Effect.forever(Effect.flatMap(next, (frames) => deliver(env, hello.from, frames)))

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Clock, Effect, Stream } from "effect"
 import type { Message } from "../../src/domain/raft/messages.js"
+import { rememberAnnounced } from "../../src/actors/TcpTransport.js"
 import {
   captureLogs,
   closedBy,
@@ -360,4 +361,16 @@ describe("TcpTransport: fault injection", () => {
       expect(error._tag).toBe("FaultInjectionDisabled")
       expect((yield* Effect.flip(a.control.heal()))._tag).toBe("FaultInjectionDisabled")
     }))
+})
+
+describe("TcpTransport: announced HTTP addresses", () => {
+  it("keeps a bounded number of announced addresses, the newest of each node", () => {
+    const announced = new Map<string, string>()
+    for (let i = 0; i < 300; i++) rememberAnnounced(announced, `10.0.0.${i}:1`, `10.0.0.${i}:2`)
+    rememberAnnounced(announced, "10.0.0.299:1", "10.0.0.299:3")
+    expect(announced.size).toBe(256)
+    expect(announced.has("10.0.0.43:1")).toBe(false)
+    expect(announced.get("10.0.0.44:1")).toBe("10.0.0.44:2")
+    expect([...announced].at(-1)).toEqual(["10.0.0.299:1", "10.0.0.299:3"])
+  })
 })
