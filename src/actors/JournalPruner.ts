@@ -14,8 +14,8 @@ export interface SnapshotPoint {
 export interface ImageCodec {
   /** The state an image holds; null is the empty start. */
   readonly decode: (image: string | null) => ClusterState
-  /** The image of `state` at the journal position `head`. */
-  readonly encode: (state: ClusterState, head: JournalHead) => string
+  /** The image of `state` at the journal position `head`, whose row's time is `at`. */
+  readonly encode: (state: ClusterState, head: JournalHead, at: number) => string
 }
 
 const day = 86_400_000
@@ -179,7 +179,7 @@ export class JournalPruner {
     this.folded ||= done
     if (round.seq > base.seq) {
       const head = { seq: round.seq, hash: round.hash }
-      this.move({ ...head, state: this.codec.encode(round.state, head) }, round.at)
+      this.move({ ...head, state: this.codec.encode(round.state, head, round.at) }, round.at)
     }
   }
 

@@ -18,9 +18,15 @@ import {
 import { decodeEvent, type JournalInput, type Journal, type JournalHead } from "../storage/Journal.js"
 import { JournalPruner } from "./JournalPruner.js"
 
-/** The snapshot image exchanged through Raft: the folded state and the journal's head. */
+/**
+ * The snapshot image exchanged through Raft: the folded state and the journal's head, with the
+ * time (`at`) of the row there. A row's `at` is its event's time, or for an event with none (a
+ * membership change) the time of the row before it, and it is hashed into the chain: a node
+ * that starts from an image must start with that time, or its rows differ from the others'.
+ * Optional: images written before it have none (their node then starts from 0, as it did).
+ */
 const SnapshotImage = Schema.parseJson(
-  Schema.Struct({ state: StateJson, head: Schema.Struct({ seq: Schema.Number, hash: Schema.String }) })
+  Schema.Struct({ state: StateJson, head: Schema.Struct({ seq: Schema.Number, hash: Schema.String, at: Schema.optional(Schema.Number) }) })
 )
 /**
  * The image's schema is the identity on the state (plain structs of primitives and Unknown), so
@@ -67,7 +73,10 @@ const startOf = (journal: Journal, checkpoint: string | undefined): { state: Clu
       // Not an image this journal can start from: fold from the base, which is always right.
     }
   }
-  return { state: base.state ? fromJson(decodeImage(base.state).state) : emptyState, seq: base.seq, at: 0 }
+  if (base.state === null) return { state: emptyState, seq: base.seq, at: 0 }
+  const image = decodeImage(base.state)
+  // A base retention pruned to before images had `at`: its prune mark has the row's time.
+  return { state: fromJson(image.state), seq: base.seq, at: image.head.at ?? journal.pruneMark()?.eventAt ?? 0 }
 }
 
 /**
@@ -97,7 +106,7 @@ export class StateMachine {
     this.lastAt = rows.length > 0 ? rows[rows.length - 1].at : start.at
     this.pruner = new JournalPruner(journal, {
       decode: (image) => (image === null ? emptyState : fromJson(decodeImage(image).state)),
-      encode: (state, head) => encodeImage({ state: toJson(state), head })
+      encode: (state, head, at) => encodeImage({ state: toJson(state), head: { seq: head.seq, hash: head.hash, at } })
     })
   }
 
@@ -173,7 +182,7 @@ export class StateMachine {
   /** The image a Raft snapshot carries; the journal is made durable first (see Journal.sync). */
   snapshotImage(): string {
     this.journal.sync()
-    const head = this.journal.journalHead()
+    const head = { ...this.journal.journalHead(), at: this.lastAt }
     const image = encodeImage({ state: toJson(this.current), head })
     this.pruner.snapshotTaken(this.journal.appliedIndex(), head, image)
     return image
@@ -186,6 +195,7 @@ export class StateMachine {
     this.journal.installBase({ seq: image.head.seq, hash: image.head.hash, state: data }, index)
     this.pruner.installed(index, image.head, data)
     this.current = fromJson(image.state)
+    this.lastAt = image.head.at ?? 0
   }
 }
 

@@ -164,6 +164,45 @@ describe("StateMachine.apply", () => {
   })
 })
 
+describe("StateMachine: every replica journals the same rows", () => {
+  it("an event with no time of its own (a membership change) gets the time of the event before it, also on a node that joined by snapshot or restarted there", () => {
+    const open = () => Journal.open(path.join(fs.mkdtempSync(path.join(os.tmpdir(), "cm-smat-")), "journal.db"))
+    const submit = (index: number) => ({
+      index,
+      term: 1,
+      payload: {
+        _tag: "Command" as const,
+        data: encodeCommand({ _tag: "SubmitJob", jobType: "raft_mission", userName: "u", paras: { task_type: "add_peer", peer: "p:1" }, at: 5000 + index })
+      }
+    })
+    const config = (index: number) => ({ index, term: 1, payload: { _tag: "Config" as const, config: { voters: ["a:1", "b:1"], outgoing: [], learners: [] } } })
+    const leaderJournal = open()
+    const leader = new StateMachine(leaderJournal)
+    leader.apply([1, 2, 3].map(submit))
+    const image = leader.snapshotImage()
+    leader.apply([config(4), submit(5)])
+    const expected = leaderJournal.rows({ fromSeq: 4 })
+    expect(expected[0]).toMatchObject({ type: "MembershipChanged", at: 5003 })
+    // A node that installs the snapshot at 3, and one that does after it applied rows of its own.
+    const fresh = open()
+    const joined = new StateMachine(fresh)
+    joined.install(image, 3)
+    joined.apply([config(4), submit(5)])
+    expect(fresh.rows()).toEqual(expected)
+    const behindJournal = open()
+    const behind = new StateMachine(behindJournal)
+    behind.apply([submit(1)])
+    behind.install(image, 3)
+    behind.apply([config(4), submit(5)])
+    expect(behindJournal.rows()).toEqual(expected)
+    // One that restarts right after installing it, with nothing after its base.
+    const restartedJournal = open()
+    new StateMachine(restartedJournal).install(image, 3)
+    new StateMachine(restartedJournal).apply([config(4), submit(5)])
+    expect(restartedJournal.rows()).toEqual(expected)
+  })
+})
+
 describe("StateMachine.job: finished jobs that left the state's window", () => {
   const journalIn = (name: string) => Journal.open(path.join(fs.mkdtempSync(path.join(os.tmpdir(), "cm-smjob-")), name))
   let index = 0
