@@ -173,7 +173,7 @@ export const layer = (journal: Journal): Layer.Layer<never, never, RaftNode | Tr
       const record: RecordLookup = { checkedHead: undefined }
       const repair = journal.historyRepair
       if (repair !== undefined) {
-        yield* Effect.logWarning(`history: a hole below seq ${repair.below} found at start; its ${repair.dropped} rows below it dropped, copying them again`)
+        yield* Effect.logWarning(`history: a hole just below seq ${repair.below} at start; the ${repair.dropped} rows under it dropped, to be copied again from the members`)
       }
       yield* copyOnce(node, journal, client, seen, record, transport.peerHttp).pipe(
         Effect.flatMap(Effect.sleep),
