@@ -85,14 +85,13 @@ export const makeEmit = Effect.gen(function* () {
   const http = yield* NodeHttpAddress
   const client = yield* HttpClient.HttpClient
   // Optional, so that an embedder's router without a transport of its own still builds.
-  const transport = yield* Effect.serviceOption(Transport)
-  const peerHttp = Option.match(transport, { onNone: () => () => undefined, onSome: (t) => t.peerHttp })
+  const transport = Option.getOrUndefined(yield* Effect.serviceOption(Transport))
   const runCallback = Runtime.runCallback(yield* Effect.runtime<never>())
 
   const localStatus = Effect.gen(function* () {
     const s = yield* node.status
     const state = yield* node.localState
-    return statusObject(s, node.id, http, state, peerHttp())
+    return statusObject(s, node.id, http, state, transport?.peerHttp())
   })
 
   const asLeader = (request: EmitRequest, command: Command): Effect.Effect<EmitReply, EmitError> => {

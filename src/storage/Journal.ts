@@ -519,22 +519,26 @@ export class Journal {
    * Versions before 731ec81 could store a page fetched before a snapshot install after it (a run
    * cut off from the base), and before e81ee89 a restart deleted the own rows a node kept under
    * a snapshot; either left a hole that nothing would fill. Rows below the highest hole are
-   * dropped, so the copy fills from there down. A count over an index when there is none.
+   * dropped, so the copy fills from there down. Without a hole this costs one count over an index.
    */
   private dropBelowHole(): HistoryRepair | undefined {
     if (this.base.seq === 0 || !keepsEverything(this.retention) || this.mark !== undefined) return undefined
     const { tables, floor } = this.runToBase()
     if (tables.length === 0 || this.heldRunIsWhole(this.base.seq, tables, floor)) return undefined
     const seqs = tables.map((t) => `SELECT seq FROM ${t} WHERE seq > @floor AND seq <= @top`).join(" UNION ALL ")
-    // The lowest row of the top run: the highest row whose predecessor is missing, or none when
-    // even the base's row is (then the whole run goes).
-    const top = this.db
-      .prepare<[{ floor: number; top: number }], { seq: number; high: number }>(
-        `SELECT seq, (SELECT max(seq) FROM (${seqs})) AS high FROM (SELECT seq, lag(seq) OVER (ORDER BY seq) AS prev FROM (${seqs})) WHERE prev IS NULL OR prev <> seq - 1 ORDER BY seq DESC LIMIT 1`
-      )
-      .get({ floor, top: this.base.seq })
-    if (top === undefined) return undefined // nothing held there yet
-    const below = top.high !== this.base.seq ? this.base.seq + 1 : top.seq
+    const params = { floor, top: this.base.seq }
+    const high = this.db.prepare<[typeof params], { high: number | null }>(`SELECT max(seq) AS high FROM (${seqs})`).get(params)?.high
+    if (high === null || high === undefined) return undefined // nothing held there yet
+    // Everything goes when even the base's row is missing; else what lies below the lowest row of
+    // the top run (the highest row whose predecessor is missing).
+    const below = high !== this.base.seq
+      ? this.base.seq + 1
+      : this.db
+        .prepare<[typeof params], { seq: number }>(
+          `SELECT seq FROM (SELECT seq, lag(seq) OVER (ORDER BY seq) AS prev FROM (${seqs})) WHERE prev < seq - 1 ORDER BY seq DESC LIMIT 1`
+        )
+        .get(params)?.seq
+    if (below === undefined) return undefined // a row held in both tables, none missing: nothing to drop
     try {
       const dropped = this.db.transaction(() =>
         tables.reduce((n, t) => n + this.db.prepare<[number, number]>(`DELETE FROM ${t} WHERE seq > ? AND seq < ?`).run(floor, below).changes, 0)
