@@ -48,7 +48,7 @@ export interface Resolution {
  * accepted id is the job the journal records for that submit, that no submit answered with a
  * definite failure took effect, and that no job exists that no submit asked for.
  */
-export const resolve = (history: ReadonlyArray<RecordedOp>, dumps: ReadonlyArray<JournalDump>): Resolution => {
+export const resolve = (history: ReadonlyArray<RecordedOp>, dumps: ReadonlyArray<JournalDump>, retention = false): Resolution => {
   const findings: Array<Finding> = []
   const jobs = new Map<string, string>()
   for (const d of dumps) {
@@ -62,6 +62,9 @@ export const resolve = (history: ReadonlyArray<RecordedOp>, dumps: ReadonlyArray
   }
   const byUser = new Map<string, Array<string>>()
   for (const [id, user] of jobs) byUser.set(user, [...(byUser.get(user) ?? []), id])
+  // With journal retention every node forgets old finished jobs: ids below the lowest any node
+  // still knows are pruned everywhere, and ids are allocated without gaps from 1.
+  const lowestKnown = lowestId(jobs.keys())
   const jobOps: Array<JobOp> = []
   const claimed = new Set<string>()
   for (const op of history) {
@@ -72,6 +75,11 @@ export const resolve = (history: ReadonlyArray<RecordedOp>, dumps: ReadonlyArray
     }
     const journalId = ids[0]
     if (op.outcome === "ok") {
+      if (journalId === undefined && retention && Number(op.jobId) < lowestKnown) {
+        claimed.add(op.jobId!)
+        jobOps.push({ id: op.id, process: op.process, call: op.call, ret: op.ret, input: { f: "submit", id: op.jobId! }, output: { f: "submit" } })
+        continue
+      }
       if (journalId === undefined) {
         findings.push({ checker: "lost", message: `acknowledged job ${op.jobId} is in no journal: lost`, ops: [describeOp(op)] })
         continue
@@ -102,9 +110,21 @@ export const resolve = (history: ReadonlyArray<RecordedOp>, dumps: ReadonlyArray
     findings.push({ checker: "phantom", message: `job ${id} (user_name ${JSON.stringify(user)}) was created by no recorded submit` })
     jobOps.push({ id: synthetic--, process: -1, call: 0, ret: Infinity, input: { f: "submit", id }, output: undefined })
   }
+  if (retention) {
+    // Pruned ids no acknowledged submit names: some submit of unknown outcome took effect as each.
+    const acked = history.filter((o) => o.kind === "submit" && o.outcome === "ok").map((o) => Number(o.jobId))
+    const top = Number.isFinite(lowestKnown) ? lowestKnown - 1 : Math.max(0, ...acked)
+    for (let id = 1; id <= top; id++) {
+      if (!claimed.has(String(id))) jobOps.push({ id: synthetic--, process: -1, call: 0, ret: Infinity, input: { f: "submit", id: String(id) }, output: undefined })
+    }
+  }
   for (const op of history) {
     if (op.kind !== "read" || op.outcome !== "ok") continue
-    const output: JobOutput = op.found ? { f: "read", found: true, status: op.jobStatus as JobStatus } : { f: "read", found: false }
+    const output: JobOutput = op.found
+      ? { f: "read", found: true, status: op.jobStatus as JobStatus }
+      : retention && op.forgotten
+      ? { f: "read", found: true, status: "forgotten" }
+      : { f: "read", found: false }
     jobOps.push({ id: op.id, process: op.process, call: op.call, ret: op.ret, input: { f: "read", id: op.input.jobId! }, output })
   }
   jobOps.sort((a, b) => a.call - b.call || a.id - b.id)
@@ -203,13 +223,17 @@ export const checkIds = (history: ReadonlyArray<RecordedOp>): Array<Finding> => 
   return findings
 }
 
-/** Every accepted job is on every node (journal rows or the snapshot base it started from). */
-export const checkDurable = (history: ReadonlyArray<RecordedOp>, dumps: ReadonlyArray<JournalDump>): Array<Finding> => {
+/**
+ * Every accepted job is on every node (journal rows or the snapshot base it started from); with
+ * journal retention, those older than the oldest job a node still knows may be pruned there.
+ */
+export const checkDurable = (history: ReadonlyArray<RecordedOp>, dumps: ReadonlyArray<JournalDump>, retention = false): Array<Finding> => {
   const findings: Array<Finding> = []
   const accepted = history.filter((o) => o.kind === "submit" && o.outcome === "ok")
   for (const d of dumps) {
     const jobs = jobsOf(d)
-    const missing = accepted.filter((o) => !jobs.has(o.jobId!))
+    const pruned = retention ? lowestId(jobs.keys()) : 0
+    const missing = accepted.filter((o) => !jobs.has(o.jobId!) && Number(o.jobId) >= pruned)
     if (missing.length > 0) {
       findings.push({
         checker: "lost",
@@ -221,12 +245,12 @@ export const checkDurable = (history: ReadonlyArray<RecordedOp>, dumps: Readonly
   return findings
 }
 
-/** Final reads after healing (actor "final"): every acknowledged job must be found. */
-export const checkFinalReads = (history: ReadonlyArray<RecordedOp>): Array<Finding> => {
+/** Final reads after healing (actor "final"): every acknowledged job must be found (or, with journal retention, found forgotten). */
+export const checkFinalReads = (history: ReadonlyArray<RecordedOp>, retention = false): Array<Finding> => {
   const accepted = new Set(history.filter((o) => o.kind === "submit" && o.outcome === "ok").map((o) => o.jobId!))
   const finals = history.filter((o) => o.actor === "final")
   const findings: Array<Finding> = []
-  const notFound = finals.filter((o) => o.outcome === "ok" && o.found === false && accepted.has(o.input.jobId!))
+  const notFound = finals.filter((o) => o.outcome === "ok" && o.found === false && !(retention && o.forgotten) && accepted.has(o.input.jobId!))
   if (notFound.length > 0) {
     findings.push({ checker: "lost", message: `${notFound.length} acknowledged job(s) not found by get_status after healing`, ops: notFound.slice(0, 5).map(describeOp) })
   }
@@ -279,4 +303,11 @@ export const checkLeaders = (claims: ReadonlyArray<LeaderClaim>): { findings: Ar
     }
   }
   return { findings, terms: byTerm.size }
+}
+
+/** The lowest numeric job id among `ids`, Infinity when there are none. */
+const lowestId = (ids: Iterable<string>): number => {
+  let low = Number.POSITIVE_INFINITY
+  for (const id of ids) low = Math.min(low, Number(id))
+  return low
 }

@@ -26,6 +26,8 @@ export interface RecordedOp {
   /** Accepted submit: the job id; read: found or not, and the status. */
   jobId?: string
   found?: boolean
+  /** A read answered 70003 for a job that existed and ended, its events pruned (journal retention). */
+  forgotten?: boolean
   jobStatus?: string
   errorCode?: string
   /** The reply text or the error, shortened. */
@@ -124,6 +126,7 @@ export class Recorder {
       } else if (r.httpStatus === 200 && j?.status === "failed" && j?.error_code === "70003") {
         op.outcome = "ok"
         op.found = false
+        op.forgotten = typeof j.error_info === "string" && j.error_info.includes("ended long ago")
         op.errorCode = "70003"
       } else {
         op.errorCode = j?.error_code

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest"
 import { Prng } from "../sim/prng.js"
-import { checkIds, checkLeaders, leaderClaimsFromLog, resolve } from "./checks.js"
+import { checkDurable, checkFinalReads, checkIds, checkLeaders, leaderClaimsFromLog, resolve } from "./checks.js"
 import type { RecordedOp } from "./history.js"
 import type { JournalDump } from "./journal.js"
 import { compareJournals } from "./journal.js"
@@ -86,6 +86,15 @@ describe("per-job model", () => {
     expect(verdict([submit("1", 0, 1), found("1", "done", 2, 10), found("1", "ongoing", 3, 9)])).toBe("ok")
     expect(statusCanReach("not_started", "failed")).toBe(true)
     expect(statusCanReach("failed", "done")).toBe(false)
+  })
+
+  it("with journal retention a job may be found forgotten once it could have ended, never before it exists or back to unfinished", () => {
+    const forgotten = (id: string, call: number, ret: number): JobOp => ({ ...found(id, "done", call, ret), output: { f: "read", found: true, status: "forgotten" } })
+    expect(verdict([submit("1", 0, 1), found("1", "ongoing", 2, 3), forgotten("1", 4, 5), found("1", "failed", 6, 7), forgotten("1", 8, 9)])).toBe("ok")
+    expect(verdict([submit("1", 0, 1), forgotten("1", 2, 3), found("1", "ongoing", 4, 5)])).toBe("illegal")
+    expect(verdict([submit("1", 0, 1), found("1", "done", 2, 3), forgotten("1", 4, 5), found("1", "failed", 6, 7)])).toBe("illegal")
+    expect(verdict([forgotten("1", 0, 1), submit("1", 2, 3)])).toBe("illegal")
+    expect(verdict([submit("1", 0, 1), forgotten("1", 2, 3), missing("1", 4, 5)])).toBe("illegal")
   })
 
   it("the classic stale read after a partition: the old leader serves a read after the new one accepted the job", () => {
@@ -266,6 +275,32 @@ describe("ids, durability, phantoms", () => {
     const checkers = r.findings.map((f) => f.checker).sort()
     expect(checkers).toEqual(["lost", "phantom", "phantom"])
     expect(r.jobOps.filter((o) => o.input.f === "submit").map((o) => o.input.id).sort()).toEqual(["1", "2", "3", "4"])
+  })
+})
+
+describe("ids, durability, phantoms under journal retention", () => {
+  it("ids below the lowest any journal knows are pruned, not lost; those above still are; a node's own prunes likewise", () => {
+    const history = [
+      rec({ id: 0, kind: "submit", call: 0, ret: 5, jobId: "1" }),
+      rec({ id: 1, kind: "submit", call: 6, ret: Infinity, outcome: "info" }), // took effect as 2, pruned since
+      rec({ id: 2, kind: "submit", call: 9, ret: 10, jobId: "3" }),
+      rec({ id: 3, kind: "submit", call: 11, ret: 12, jobId: "5" }),
+      rec({ id: 4, kind: "read", call: 13, ret: 14, input: { jobId: "1" }, found: false, forgotten: true })
+    ]
+    const journal = dump("n1", [["3", "u2"], ["4", "stranger"]])
+    const strict = resolve(history, [journal])
+    expect(strict.findings.map((f) => f.checker).sort()).toEqual(["lost", "lost", "phantom"])
+    const r = resolve(history, [journal], true)
+    expect(r.findings.map((f) => `${f.checker} ${f.message}`)).toEqual([
+      "lost acknowledged job 5 is in no journal: lost",
+      'phantom job 4 (user_name "stranger") was created by no recorded submit'
+    ])
+    expect(r.jobOps.filter((o) => o.input.f === "submit").map((o) => o.input.id).sort()).toEqual(["1", "2", "3", "4"])
+    expect(r.jobOps.find((o) => o.input.f === "read")?.output).toEqual({ f: "read", found: true, status: "forgotten" })
+    expect(checkDurable(history, [journal], true).map((f) => f.message)).toEqual(["n1: 1 acknowledged job(s) missing from its journal: 5"])
+    const final = [history[0], history[2], rec({ id: 5, kind: "read", actor: "final", call: 20, input: { jobId: "1" }, found: false, forgotten: true })]
+    expect(checkFinalReads(final)).toHaveLength(1)
+    expect(checkFinalReads(final, true)).toHaveLength(0)
   })
 })
 

@@ -279,10 +279,16 @@ export type JobInput =
 
 export type JobStatus = "not_started" | "ongoing" | "done" | "failed"
 
+/**
+ * What a read observed: a status, or (with journal retention) that the job ended and its events
+ * were pruned: it exists, and is done or failed.
+ */
+export type ReadStatus = JobStatus | "forgotten"
+
 export type JobOutput =
   | { readonly f: "submit" }
   | { readonly f: "read"; readonly found: false }
-  | { readonly f: "read"; readonly found: true; readonly status: JobStatus }
+  | { readonly f: "read"; readonly found: true; readonly status: ReadStatus }
 
 export type JobOp = Operation<JobInput, JobOutput>
 
@@ -291,7 +297,15 @@ const rank: Record<JobStatus, number> = { not_started: 0, ongoing: 1, done: 2, f
 /** Whether a job in `from` may be observed in `to` later: statuses only move forward; done and failed are final. */
 export const statusCanReach = (from: JobStatus, to: JobStatus): boolean => from === to || rank[to] > rank[from]
 
-type JobState = "absent" | JobStatus
+/** "ended": done or failed, not yet told which (a read found it forgotten). */
+type JobState = "absent" | JobStatus | "ended"
+
+/** The job's state after a read observed `seen` in `state`, or undefined if it cannot have. */
+const observe = (state: Exclude<JobState, "absent">, seen: ReadStatus): JobState | undefined => {
+  if (seen === "forgotten") return state === "done" || state === "failed" ? state : "ended"
+  if (state === "ended") return seen === "done" || seen === "failed" ? seen : undefined
+  return statusCanReach(state, seen) ? seen : undefined
+}
 
 const describeJobOp = (op: JobOp): string => {
   const out = op.output === undefined ? "?" : op.output.f === "submit" ? "accept" : op.output.found ? op.output.status : "not-found"
@@ -302,7 +316,8 @@ const describeJobOp = (op: JobOp): string => {
 /**
  * One job as a register that is created once and whose status only moves forward (the job runs
  * on its own between operations): a read finds nothing before the job's submit takes effect, then
- * a status reachable from the last one observed. Partitioned by job id.
+ * a status reachable from the last one observed, or (journal retention) that it ended and its
+ * events were pruned. Partitioned by job id.
  */
 export const jobModel: Model<JobState, JobInput, JobOutput> = {
   name: "job",
@@ -311,7 +326,7 @@ export const jobModel: Model<JobState, JobInput, JobOutput> = {
     if (input.f === "submit") return state === "absent" ? "not_started" : undefined
     if (output === undefined || output.f !== "read") return state
     if (!output.found) return state === "absent" ? state : undefined
-    return state !== "absent" && statusCanReach(state, output.status) ? output.status : undefined
+    return state === "absent" ? undefined : observe(state, output.status)
   },
   stateKey: (s) => s,
   partition: (ops) => {
