@@ -73,13 +73,10 @@ export const resolve = (history: ReadonlyArray<RecordedOp>, dumps: ReadonlyArray
     if (ids.length > 1) {
       findings.push({ checker: "unique", message: `one submit created ${ids.length} jobs (${ids.join(", ")}): applied more than once`, ops: [describeOp(op)] })
     }
-    const journalId = ids[0]
+    // An acknowledged job pruned everywhere is the one its reply named.
+    const pruned = op.outcome === "ok" && ids.length === 0 && retention && Number(op.jobId) < lowestKnown
+    const journalId = pruned ? op.jobId : ids[0]
     if (op.outcome === "ok") {
-      if (journalId === undefined && retention && Number(op.jobId) < lowestKnown) {
-        claimed.add(op.jobId!)
-        jobOps.push({ id: op.id, process: op.process, call: op.call, ret: op.ret, input: { f: "submit", id: op.jobId! }, output: { f: "submit" } })
-        continue
-      }
       if (journalId === undefined) {
         findings.push({ checker: "lost", message: `acknowledged job ${op.jobId} is in no journal: lost`, ops: [describeOp(op)] })
         continue
@@ -105,17 +102,19 @@ export const resolve = (history: ReadonlyArray<RecordedOp>, dumps: ReadonlyArray
     })
   }
   let synthetic = -1
+  /** A submit of unknown origin and outcome that created job `id`. */
+  const unknownSubmit = (id: string): JobOp => ({ id: synthetic--, process: -1, call: 0, ret: Infinity, input: { f: "submit", id }, output: undefined })
   for (const [id, user] of jobs) {
     if (claimed.has(id)) continue
     findings.push({ checker: "phantom", message: `job ${id} (user_name ${JSON.stringify(user)}) was created by no recorded submit` })
-    jobOps.push({ id: synthetic--, process: -1, call: 0, ret: Infinity, input: { f: "submit", id }, output: undefined })
+    jobOps.push(unknownSubmit(id))
   }
   if (retention) {
     // Pruned ids no acknowledged submit names: some submit of unknown outcome took effect as each.
     const acked = history.filter((o) => o.kind === "submit" && o.outcome === "ok").map((o) => Number(o.jobId))
     const top = Number.isFinite(lowestKnown) ? lowestKnown - 1 : Math.max(0, ...acked)
     for (let id = 1; id <= top; id++) {
-      if (!claimed.has(String(id))) jobOps.push({ id: synthetic--, process: -1, call: 0, ret: Infinity, input: { f: "submit", id: String(id) }, output: undefined })
+      if (!claimed.has(String(id))) jobOps.push(unknownSubmit(String(id)))
     }
   }
   for (const op of history) {
