@@ -527,7 +527,8 @@ export const runFuzz = async (options: FuzzOptions): Promise<FuzzResult> => {
       if (ex.response !== undefined) bump(httpStatuses, String(ex.response.status))
       const disturbed = cluster.disturbed(target.node.name, from, to)
       if (ex.outcome === "answered" && loneSurrogate.test(ex.response!.body.toString("latin1"))) {
-        bump(notes, `a reply holds a lone UTF-16 surrogate escape (e.g. ${/\\u[dD][89abAB][0-9a-fA-F]{2}/.exec(ex.response!.body.toString("latin1"))?.[0] ?? "?"}) (${req.category})`)
+        // Input with a lone surrogate is refused unechoed (envelope.ts), so no reply holds one.
+        note("reply", `${req.category} #${i} to ${target.node.name}: the reply holds a lone UTF-16 surrogate escape (${loneSurrogate.exec(ex.response!.body.toString("latin1"))?.[0] ?? "?"})`)
       }
       if (ex.outcome === "closed" && req.halfClose && req.complete === true && !disturbed) {
         bump(notes, "a complete request followed by a half-close (FIN) was closed without an answer")

@@ -160,6 +160,33 @@ describe("decodeEmitBody: refused requests, all with Klustron's 70001", () => {
     }
   })
 
+  it("refuses a lone UTF-16 surrogate anywhere in the body (not Unicode text), naming where, without echoing it", () => {
+    const lone = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+    const cases: Array<[string, string]> = [
+      ['{"job_type":"get_status","job_id":"\\ud800"}', "(U+D800) in job_id"],
+      ['{"job_type":"\\udfff\\ud800","paras":{}}', "(U+DFFF) in job_type"],
+      ['{"job_type":"raft_mission","paras":{"task_type":"add_peer","peer":"1.2.3.4:5\\ud800"}}', "(U+D800) in paras.peer"],
+      ['{"job_type":"get_status","job_id":"1","user_name":"x\\udc00"}', "(U+DC00) in user_name"],
+      ['{"\\ud800x":1,"job_type":"get_status"}', "(U+D800) in a top-level key"],
+      ['{"job_type":"get_status","paras":{"a":[1,{"b\\udc00":2}]}}', "(U+DC00) in a key of paras.a[1]"],
+      ['{"job_type":"get_status","paras":{"a":["\\ud83d\\ude00","\\ude00"]}}', "(U+DE00) in paras.a[1]"]
+    ]
+    for (const [body, where] of cases) {
+      const error = refusal(body)
+      expect(error.code).toBe("70001")
+      expect(error.info).toBe(`JSON parse error: a lone UTF-16 surrogate ${where} is not Unicode text`)
+      expect(error.info).not.toMatch(lone)
+    }
+    // A pair is one character, escaped or not.
+    expect(accept('{"job_type":"get_status","job_id":"1","paras":{"note":"\\ud83d\\ude00 \u{1F600}"}}').paras).toEqual({ note: "\u{1F600} \u{1F600}" })
+  })
+
+  it("finds a lone surrogate at the bottom of a deeply nested body in one pass", () => {
+    const depth = 200_000
+    const info = infoOf("[".repeat(depth) + '"\\ud83d"' + "]".repeat(depth))
+    expect(info).toMatch(/^JSON parse error: a lone UTF-16 surrogate \(U\+D83D\) in \[0\]\[0\].*\.\.\. \(600000 characters\) is not Unicode text$/)
+  })
+
   it("refuses a body that is not a JSON object, saying what it is", () => {
     expect(infoOf("[]")).toBe("The request body must be a JSON object, got an empty array")
     expect(infoOf('[{"job_type":"get_status"}]')).toBe("The request body must be a JSON object, got an array")

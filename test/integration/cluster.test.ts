@@ -575,7 +575,12 @@ describe("cluster_mgr processes", () => {
       { what: "add_peer of a member", body: addPeer(node.raft), info: /paras\.peer.*already in the group/ },
       { what: "remove_peer of a non-member", body: removePeer(outsider), info: /paras\.peer.*not in the group/ },
       { what: "transfer_leader to a non-member", body: transferLeader(outsider), info: /paras\.target_leader/ },
-      { what: "get_status without job_id", body: envelope("get_status"), info: /job_id/ }
+      { what: "get_status without job_id", body: envelope("get_status"), info: /job_id/ },
+      {
+        what: "a lone surrogate in job_id",
+        body: '{"version":"1.0","job_type":"get_status","job_id":"\\ud800","paras":{}}',
+        info: /lone UTF-16 surrogate \(U\+D800\) in job_id/
+      }
     ]
     for (const c of cases) {
       const r = await emit(node.http, c.body)
@@ -583,6 +588,7 @@ describe("cluster_mgr processes", () => {
       expect(r.json, `${c.what}: ${r.text}`).toMatchObject({ status: "failed", error_code: "70001", attachment: null })
       expect(r.json.error_info, c.what).toMatch(c.info)
       expect(r.json.job_id, `${c.what}: no job was created`).toBeUndefined()
+      expect(r.text, `${c.what}: the reply is Unicode text`).not.toMatch(/\\u[dD][89a-fA-F]/)
     }
 
     const unknown = await emit(node.http, getStatus("987654321"))

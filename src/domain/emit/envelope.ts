@@ -1,7 +1,7 @@
 import { Either, Schema } from "effect"
 import type { ParseResult } from "effect"
 import { totalDecoder } from "../totalDecode.js"
-import { BadRequest, describe, excerpt, firstIssue } from "./errors.js"
+import { BadRequest, describe, excerpt, firstIssue, pathText } from "./errors.js"
 
 /** Every job_type the Emit endpoint knows; anything else is "Unrecongnized job type". */
 export const jobTypes = [
@@ -157,11 +157,72 @@ export const decodeEmitValueBySchema = decodeEmitValueWith(false)
 /** Turns any parsed body into a request or a Klustron-shaped error naming the field. */
 export const decodeEmitValue = decodeEmitValueWith(true)
 
+/** An escape of a UTF-16 surrogate; only escapes can put one in a parsed string (see below). */
+const surrogateEscape = /\\u[dD][89a-fA-F]/
+const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+
+/** A value met while walking a parsed body, linked to its parent so a path is built only once. */
+interface Visit {
+  readonly value: unknown
+  readonly key: PropertyKey | undefined
+  readonly parent: Visit | undefined
+}
+
+const pathOf = (visit: Visit): Array<PropertyKey> => {
+  const path: Array<PropertyKey> = []
+  for (let v: Visit | undefined = visit; v?.key !== undefined; v = v.parent) path.push(v.key)
+  return path.reverse()
+}
+
+/**
+ * Where the first key or string holding a lone UTF-16 surrogate is, with that surrogate. Such a
+ * string is not Unicode text: it cannot be written as UTF-8, and strict JSON readers refuse the
+ * escape (in a reply too, where an error text would echo it). Iterative and linear, since a
+ * hostile body may nest deeply.
+ */
+const findLoneSurrogate = (
+  value: unknown
+): { readonly path: Array<PropertyKey>; readonly unit: number; readonly inKey: boolean } | undefined => {
+  const stack: Array<Visit> = [{ value, key: undefined, parent: undefined }]
+  const lone = (text: string) => loneSurrogate.exec(text)?.[0].charCodeAt(0)
+  for (let next = stack.pop(); next !== undefined; next = stack.pop()) {
+    const v = next.value
+    if (typeof v === "string") {
+      const unit = lone(v)
+      if (unit !== undefined) return { path: pathOf(next), unit, inKey: false }
+    } else if (Array.isArray(v)) {
+      for (let i = v.length - 1; i >= 0; i--) stack.push({ value: v[i], key: i, parent: next })
+    } else if (typeof v === "object" && v !== null) {
+      const keys = Object.keys(v)
+      for (const key of keys) {
+        const unit = lone(key)
+        if (unit !== undefined) return { path: pathOf(next), unit, inKey: true }
+      }
+      for (let i = keys.length - 1; i >= 0; i--) {
+        stack.push({ value: (v as Record<string, unknown>)[keys[i]], key: keys[i], parent: next })
+      }
+    }
+  }
+  return undefined
+}
+
 const parseJson = (text: string): Either.Either<unknown, BadRequest> =>
-  Either.try({
-    try: (): unknown => JSON.parse(text),
-    catch: (e) => new BadRequest({ info: `JSON parse error: ${excerpt(e instanceof Error ? e.message : String(e))}` })
-  })
+  Either.flatMap(
+    Either.try({
+      try: (): unknown => JSON.parse(text),
+      catch: (e) => new BadRequest({ info: `JSON parse error: ${excerpt(e instanceof Error ? e.message : String(e))}` })
+    }),
+    (value) => {
+      // The body's bytes were decoded as UTF-8 with replacement, so without an escape no string holds a surrogate.
+      const found = surrogateEscape.test(text) ? findLoneSurrogate(value) : undefined
+      if (found === undefined) return Either.right(value)
+      // The path's keys were checked before their values, so naming it echoes no surrogate.
+      const at = found.path.length > 0 ? excerpt(pathText(found.path)) : undefined
+      const where = found.inKey ? (at ? `in a key of ${at}` : "in a top-level key") : at ? `in ${at}` : "as the body"
+      const unit = `U+${found.unit.toString(16).toUpperCase()}`
+      return Either.left(new BadRequest({ info: `JSON parse error: a lone UTF-16 surrogate (${unit}) ${where} is not Unicode text` }))
+    }
+  )
 
 /** Turns any request body text into a request or a Klustron-shaped error. */
 export const decodeEmitBody = (text: string): Either.Either<EmitRequest, BadRequest> =>

@@ -128,7 +128,7 @@ export const mustBe = (expected: string) => ({
 })
 
 /** A dotted path as a client writes it: `paras.rb_nodes[0].port`. */
-const pathText = (path: ReadonlyArray<PropertyKey>): string =>
+export const pathText = (path: ReadonlyArray<PropertyKey>): string =>
   path.map((key, i) => (typeof key === "number" ? `[${key}]` : i === 0 ? String(key) : `.${String(key)}`)).join("")
 
 type Issue = ParseResult.ParseIssue
